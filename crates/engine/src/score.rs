@@ -1,0 +1,126 @@
+//! Path-length kernels: the hot loops of scoring.
+//!
+//! Rows are scored in blocks of [`BLOCK`]: for each tree, every row of the block takes one
+//! step per level in lock-step (`idx = left + (x > threshold)`), which keeps many
+//! independent loads in flight and needs no branch per node. Leaves loop onto themselves,
+//! so each tree costs exactly its depth in steps. A block that contains a missing value
+//! takes the slower kernel that also reads each node's missing-value direction.
+
+use crate::tree::Trees;
+
+/// Rows walked together through a tree.
+pub(crate) const BLOCK: usize = 16;
+
+/// Adds, for every row of `rows` (row-major, `d` columns, at most [`BLOCK`] rows), the sum of
+/// its path lengths over all trees to `out`.
+pub(crate) fn path_sums_block(trees: &Trees, rows: &[f32], d: usize, out: &mut [f32]) {
+    let nb = rows.len() / d;
+    debug_assert!(nb <= BLOCK && out.len() == nb);
+    if rows.iter().any(|v| v.is_nan()) {
+        return path_sums_block_nan(trees, rows, d, out);
+    }
+    let mut acc = [0f32; BLOCK];
+    for t in 0..trees.n_trees() {
+        let range = trees.tree_range(t);
+        let nodes = &trees.nodes[range.clone()];
+        let values = &trees.values[range];
+        let mut idx = [0u16; BLOCK];
+        for _ in 0..trees.depths[t] {
+            for r in 0..nb {
+                let n = nodes[idx[r] as usize];
+                let x = rows[r * d + n.feature as usize];
+                idx[r] = n.left + (x > n.threshold) as u16;
+            }
+        }
+        for r in 0..nb {
+            acc[r] += values[idx[r] as usize];
+        }
+    }
+    out.copy_from_slice(&acc[..nb]);
+}
+
+fn path_sums_block_nan(trees: &Trees, rows: &[f32], d: usize, out: &mut [f32]) {
+    let nb = rows.len() / d;
+    let mut acc = [0f32; BLOCK];
+    for t in 0..trees.n_trees() {
+        let range = trees.tree_range(t);
+        let nodes = &trees.nodes[range.clone()];
+        let nan_right = &trees.nan_right[range.clone()];
+        let values = &trees.values[range];
+        let mut idx = [0u16; BLOCK];
+        for _ in 0..trees.depths[t] {
+            for r in 0..nb {
+                let i = idx[r] as usize;
+                let n = nodes[i];
+                let x = rows[r * d + n.feature as usize];
+                let right = x > n.threshold || (x.is_nan() && nan_right[i]);
+                idx[r] = n.left + right as u16;
+            }
+        }
+        for r in 0..nb {
+            acc[r] += values[idx[r] as usize];
+        }
+    }
+    out.copy_from_slice(&acc[..nb]);
+}
+
+/// Trees walked together for a single row: independent walks overlap their load latency.
+const TREE_GROUP: usize = 8;
+
+/// Sum of path lengths of one row over all trees, without heap allocation.
+pub(crate) fn path_sum_row(trees: &Trees, row: &[f32]) -> f32 {
+    if row.iter().any(|v| v.is_nan()) {
+        let mut out = [0f32];
+        path_sums_block_nan(trees, row, row.len(), &mut out);
+        return out[0];
+    }
+    let n_trees = trees.n_trees();
+    let mut sum = 0f32;
+    let mut t0 = 0;
+    while t0 < n_trees {
+        let g = TREE_GROUP.min(n_trees - t0);
+        let mut base = [0usize; TREE_GROUP];
+        let mut idx = [0usize; TREE_GROUP];
+        let mut depth = 0u8;
+        for k in 0..g {
+            base[k] = trees.offsets[t0 + k] as usize;
+            idx[k] = base[k];
+            depth = depth.max(trees.depths[t0 + k]);
+        }
+        for _ in 0..depth {
+            for k in 0..g {
+                let n = trees.nodes[idx[k]];
+                let x = row[n.feature as usize];
+                idx[k] = base[k] + (n.left + (x > n.threshold) as u16) as usize;
+            }
+        }
+        for &i in &idx[..g] {
+            sum += trees.values[i];
+        }
+        t0 += g;
+    }
+    sum
+}
+
+/// Walks one row through every tree, calling `on_step(feature, parent, child)` for each
+/// edge taken (global node indices); returns the path-length sum like [`path_sum_row`].
+pub(crate) fn walk_row(trees: &Trees, row: &[f32], mut on_step: impl FnMut(usize, usize, usize)) -> f32 {
+    let mut sum = 0f32;
+    for t in 0..trees.n_trees() {
+        let base = trees.offsets[t] as usize;
+        let mut i = base;
+        loop {
+            let n = trees.nodes[i];
+            if n.left as usize + base == i {
+                break;
+            }
+            let x = row[n.feature as usize];
+            let right = x > n.threshold || (x.is_nan() && trees.nan_right[i]);
+            let child = base + n.left as usize + right as usize;
+            on_step(n.feature as usize, i, child);
+            i = child;
+        }
+        sum += trees.values[i];
+    }
+    sum
+}

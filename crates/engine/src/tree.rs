@@ -1,0 +1,270 @@
+//! Isolation trees: the flat node layout shared by all trees and the random tree builder.
+//!
+//! Every tree is stored as a slice of 8-byte [`Node`]s inside one contiguous array. Children
+//! are allocated in pairs (`left`, `left + 1`), so a node needs a single child index. Leaves
+//! point at themselves with a `+inf` threshold: walking a leaf is a no-op, which lets the
+//! scorer take exactly `depth` branch-free steps per tree for every row.
+
+use rand::Rng;
+use rand::seq::index;
+use rand_xoshiro::Xoshiro256PlusPlus;
+
+use crate::matrix::Matrix;
+use crate::params::ValidParams;
+
+/// One node. Internal: rows with `x[feature] > threshold` go to `left + 1`, others to `left`.
+/// Leaf: `left` is the node's own index and `threshold` is `+inf`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[repr(C)]
+pub(crate) struct Node {
+    pub threshold: f32,
+    pub feature: u16,
+    pub left: u16,
+}
+
+// The scorer's cache footprint depends on this.
+const _: () = assert!(std::mem::size_of::<Node>() == 8);
+
+/// Expected path length of an unsuccessful search in a binary search tree of `n` items,
+/// `c(n)` in Liu et al. (2008), with scikit-learn's special cases for n ≤ 2.
+pub fn average_path_length(n: usize) -> f64 {
+    const EULER_GAMMA: f64 = 0.577_215_664_901_532_9;
+    match n {
+        0 | 1 => 0.0,
+        2 => 1.0,
+        _ => {
+            let n = n as f64;
+            2.0 * ((n - 1.0).ln() + EULER_GAMMA) - 2.0 * (n - 1.0) / n
+        }
+    }
+}
+
+/// The value a row collects when it ends in a leaf at `depth` that held `count` training rows.
+pub(crate) fn leaf_value(depth: usize, count: usize) -> f32 {
+    (depth as f64 + average_path_length(count)) as f32
+}
+
+/// All trees of a forest, concatenated.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub(crate) struct Trees {
+    pub nodes: Vec<Node>,
+    /// Path length collected at each leaf (0 for internal nodes).
+    pub values: Vec<f32>,
+    /// Training rows that reached each node.
+    pub counts: Vec<u32>,
+    /// Where missing values go at each internal node: the child that held more training rows.
+    pub nan_right: Vec<bool>,
+    /// Start of tree `t` is `offsets[t]`; `offsets[n_trees]` is the total node count.
+    pub offsets: Vec<u32>,
+    /// Depth of the deepest leaf of each tree: the number of steps a walk needs.
+    pub depths: Vec<u8>,
+}
+
+impl Trees {
+    pub fn n_trees(&self) -> usize {
+        self.depths.len()
+    }
+
+    pub fn tree_range(&self, t: usize) -> std::ops::Range<usize> {
+        self.offsets[t] as usize..self.offsets[t + 1] as usize
+    }
+
+    pub fn push(&mut self, tree: TreeBuf) {
+        if self.offsets.is_empty() {
+            self.offsets.push(0);
+        }
+        self.nodes.extend_from_slice(&tree.nodes);
+        self.values.extend_from_slice(&tree.values);
+        self.counts.extend_from_slice(&tree.counts);
+        self.nan_right.extend_from_slice(&tree.nan_right);
+        self.offsets.push(self.nodes.len() as u32);
+        self.depths.push(tree.depth);
+    }
+}
+
+/// One tree before it joins the forest; also what the model decoder rebuilds.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct TreeBuf {
+    pub nodes: Vec<Node>,
+    pub values: Vec<f32>,
+    pub counts: Vec<u32>,
+    pub nan_right: Vec<bool>,
+    pub depth: u8,
+}
+
+impl TreeBuf {
+    /// Appends a pair of placeholder children and returns the left index.
+    pub fn alloc_pair(&mut self) -> usize {
+        let left = self.nodes.len();
+        for _ in 0..2 {
+            self.nodes.push(Node { threshold: f32::INFINITY, feature: 0, left: 0 });
+            self.values.push(0.0);
+            self.counts.push(0);
+            self.nan_right.push(false);
+        }
+        left
+    }
+
+    pub fn with_root() -> Self {
+        let mut t = TreeBuf::default();
+        t.nodes.push(Node { threshold: f32::INFINITY, feature: 0, left: 0 });
+        t.values.push(0.0);
+        t.counts.push(0);
+        t.nan_right.push(false);
+        t
+    }
+
+    pub fn set_leaf(&mut self, i: usize, depth: usize, count: usize) {
+        self.nodes[i] = Node { threshold: f32::INFINITY, feature: 0, left: i as u16 };
+        self.values[i] = leaf_value(depth, count);
+        self.counts[i] = count as u32;
+        self.depth = self.depth.max(depth as u8);
+    }
+
+    pub fn set_split(&mut self, i: usize, feature: u16, threshold: f32, nan_right: bool, left: usize) {
+        self.nodes[i] = Node { threshold, feature, left: left as u16 };
+        self.nan_right[i] = nan_right;
+    }
+
+    /// Fills internal-node counts from the leaves (children always follow their parent).
+    pub fn sum_counts(&mut self) {
+        for i in (0..self.nodes.len()).rev() {
+            let n = self.nodes[i];
+            if n.left as usize != i {
+                let l = n.left as usize;
+                self.counts[i] = self.counts[l] + self.counts[l + 1];
+            }
+        }
+    }
+}
+
+/// Builds one isolation tree from a sample of `data` drawn with `rng`.
+pub(crate) fn build_tree(data: &Matrix, p: &ValidParams, rng: &mut Xoshiro256PlusPlus) -> TreeBuf {
+    let psi = p.max_samples;
+    let d = data.n_cols();
+    let rows = index::sample(rng, data.n_rows(), psi);
+    let mut features: Vec<u16> = if p.features_per_tree == d {
+        (0..d as u16).collect()
+    } else {
+        let mut f: Vec<u16> =
+            index::sample(rng, d, p.features_per_tree).into_iter().map(|i| i as u16).collect();
+        f.sort_unstable();
+        f
+    };
+    // Column-major copy of the sample: the builder scans one feature of a node at a time.
+    let mut columns = vec![0f32; d * psi];
+    for (i, r) in rows.iter().enumerate() {
+        for (f, &v) in data.row(r).iter().enumerate() {
+            columns[f * psi + i] = v;
+        }
+    }
+    let mut builder = Builder {
+        columns: &columns,
+        psi,
+        max_depth: p.max_depth,
+        rng,
+        order: (0..psi as u32).collect(),
+        tree: TreeBuf::with_root(),
+    };
+    builder.grow(0, 0, psi, 0, &mut features);
+    builder.tree.sum_counts();
+    builder.tree
+}
+
+struct Builder<'a> {
+    columns: &'a [f32],
+    psi: usize,
+    max_depth: usize,
+    rng: &'a mut Xoshiro256PlusPlus,
+    /// Sample positions, partitioned in place as the tree grows.
+    order: Vec<u32>,
+    tree: TreeBuf,
+}
+
+impl Builder<'_> {
+    fn grow(&mut self, node: usize, lo: usize, hi: usize, depth: usize, features: &mut [u16]) {
+        let n = hi - lo;
+        if depth >= self.max_depth || n <= 1 {
+            self.tree.set_leaf(node, depth, n);
+            return;
+        }
+        let Some((feature, min, max)) = self.pick_feature(lo, hi, features) else {
+            self.tree.set_leaf(node, depth, n);
+            return;
+        };
+        // Uniform threshold in [min, max); rounding to f32 may reach max, which would leave the
+        // right child empty, so fall back to min as scikit-learn does.
+        let u: f64 = self.rng.random();
+        let mut threshold = (min as f64 + u * (max as f64 - min as f64)) as f32;
+        if threshold >= max {
+            threshold = min;
+        }
+        let col = &self.columns[feature as usize * self.psi..(feature as usize + 1) * self.psi];
+        // Three-way partition: [<= threshold | NaN | > threshold].
+        let (mut i, mut mid, mut j) = (lo, lo, hi);
+        while mid < j {
+            let v = col[self.order[mid] as usize];
+            if v <= threshold {
+                self.order.swap(i, mid);
+                i += 1;
+                mid += 1;
+            } else if v.is_nan() {
+                mid += 1;
+            } else {
+                j -= 1;
+                self.order.swap(mid, j);
+            }
+        }
+        let (n_left, n_right) = (i - lo, hi - j);
+        // Missing values follow the larger side, at training and at scoring.
+        let nan_right = n_right > n_left;
+        let split = if nan_right { i } else { j };
+        let left = self.tree.alloc_pair();
+        self.tree.set_split(node, feature, threshold, nan_right, left);
+        self.grow(left, lo, split, depth + 1, features);
+        self.grow(left + 1, split, hi, depth + 1, features);
+    }
+
+    /// Draws features without replacement until one is not constant on the node's rows,
+    /// like scikit-learn's random splitter; returns it with the node's min and max.
+    fn pick_feature(&mut self, lo: usize, hi: usize, features: &mut [u16]) -> Option<(u16, f32, f32)> {
+        let m = features.len();
+        for k in 0..m {
+            let j = self.rng.random_range(k..m);
+            features.swap(k, j);
+            let f = features[k] as usize;
+            let col = &self.columns[f * self.psi..(f + 1) * self.psi];
+            let (mut min, mut max) = (f32::INFINITY, f32::NEG_INFINITY);
+            for &r in &self.order[lo..hi] {
+                let v = col[r as usize];
+                // NaN compares false both ways and is skipped.
+                if v < min {
+                    min = v;
+                }
+                if v > max {
+                    max = v;
+                }
+            }
+            if min < max {
+                return Some((features[k], min, max));
+            }
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn average_path_length_matches_reference_values() {
+        // Reference values from the closed form 2H(n-1) - 2(n-1)/n with H(i) ≈ ln(i) + γ,
+        // as used by scikit-learn (`_average_path_length`).
+        assert_eq!(average_path_length(1), 0.0);
+        assert_eq!(average_path_length(2), 1.0);
+        let c256 = 2.0 * ((255f64).ln() + 0.5772156649015329) - 2.0 * 255.0 / 256.0;
+        assert!((average_path_length(256) - c256).abs() < 1e-12);
+        assert!((average_path_length(256) - 10.244_770_920_116_851).abs() < 1e-9);
+    }
+}

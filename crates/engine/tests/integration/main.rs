@@ -1,0 +1,7 @@
+//! Engine integration tests: one binary, one module per area.
+
+mod accuracy;
+mod data;
+mod determinism;
+mod explanations;
+mod model_file;
