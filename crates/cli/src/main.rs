@@ -1,1 +1,92 @@
-fn main(){}
+//! `anomalyd`: fleet anomaly detection with a fast Isolation Forest.
+//!
+//! The binary is glue: argument parsing, file IO, progress bars and exit codes. The
+//! algorithms live in `anomalyd-engine`.
+
+mod commands;
+mod input;
+mod output;
+mod parquet_input;
+mod progress;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::input::InputError;
+
+/// Exit code for usage and input errors (clap uses 2 for usage errors as well).
+const EXIT_INPUT: u8 = 2;
+/// Exit code for every other failure.
+const EXIT_FAILURE: u8 = 1;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "anomalyd",
+    version,
+    about = "Fleet anomaly detection: train, evaluate and score Isolation Forest models",
+    long_about = "anomalyd trains Isolation Forest models with scikit-learn's semantics an order of \
+                  magnitude faster, scores and explains rows, and evaluates accuracy on labelled data.\n\n\
+                  Input files: .csv, .csv.gz, .ndjson/.jsonl, .parquet (chosen by extension; \
+                  --input-format overrides; `-` reads CSV from stdin).",
+    propagate_version = true
+)]
+struct Cli {
+    /// Worker threads for training and scoring (default: all cores).
+    #[arg(long, global = true, env = "ANOMALYD_THREADS")]
+    threads: Option<usize>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Train a model on a feature table and save it.
+    Train(commands::train::TrainArgs),
+    /// Score rows with a saved model: anomaly score, label, grade, severity, explanation.
+    Score(commands::score::ScoreArgs),
+    /// Fit and score a labelled table over several seeds; report ROC-AUC, AP and timings.
+    Evaluate(commands::evaluate::EvaluateArgs),
+    /// Show a model's parameters, features and size.
+    Inspect(commands::inspect::InspectArgs),
+    /// Time training and scoring in-process on raw f32 matrices (used by bench/side_by_side.py).
+    Bench(commands::bench::BenchArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Some(n) = cli.threads {
+        if let Err(e) = rayon::ThreadPoolBuilder::new().num_threads(n.max(1)).build_global() {
+            eprintln!("error: cannot start {n} threads: {e}");
+            return ExitCode::from(EXIT_FAILURE);
+        }
+    }
+    let result = match &cli.command {
+        Command::Train(a) => commands::train::run(a),
+        Command::Score(a) => commands::score::run(a),
+        Command::Evaluate(a) => commands::evaluate::run(a),
+        Command::Inspect(a) => commands::inspect::run(a),
+        Command::Bench(a) => commands::bench::run(a),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            if is_broken_pipe(&err) {
+                return ExitCode::SUCCESS;
+            }
+            eprintln!("error: {err:#}");
+            if err.chain().any(|e| e.is::<InputError>() || e.is::<anomalyd_engine::EngineError>()) {
+                ExitCode::from(EXIT_INPUT)
+            } else {
+                ExitCode::from(EXIT_FAILURE)
+            }
+        }
+    }
+}
+
+/// `anomalyd score ... | head` must not report an error when `head` exits.
+fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|e| {
+        e.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}

@@ -11,7 +11,7 @@ use crate::explain::{Attribution, FeatureStats};
 use crate::matrix::{Matrix, check_row};
 use crate::params::{Contamination, ForestParams, ValidParams};
 use crate::score::{self, BLOCK};
-use crate::tree::{Trees, average_path_length, build_tree};
+use crate::tree::{Trees, average_path_length, balanced_samples, build_tree, root_plans};
 
 /// Rows per parallel task when scoring a batch.
 const CHUNK_ROWS: usize = 512;
@@ -45,7 +45,8 @@ pub struct Assessment {
 
 /// Per-tree random streams: one Xoshiro256++ seeded from `seed`, advanced by `jump()`
 /// (2^128 steps) between trees, so tree `t`'s stream depends only on `(seed, t)` and the
-/// streams never overlap. The stream after the last tree feeds calibration sampling.
+/// streams never overlap. The stream after the last tree draws the row samples and root
+/// plans of all trees; one jump further, the calibration sample.
 fn tree_streams(seed: u64, n_trees: usize) -> (Vec<Xoshiro256PlusPlus>, Xoshiro256PlusPlus) {
     let mut base = Xoshiro256PlusPlus::seed_from_u64(seed);
     let streams = (0..n_trees)
@@ -66,10 +67,15 @@ impl IsolationForest {
         }
         let p = params.check(data.n_rows(), data.n_cols())?;
         let (streams, mut rest) = tree_streams(p.seed, p.n_trees);
+        let samples = balanced_samples(&mut rest, data.n_rows(), p.max_samples, p.n_trees);
+        let roots = root_plans(&mut rest, p.n_trees, p.features_per_tree);
+        rest.jump();
         let built: Vec<_> = streams
             .into_par_iter()
+            .zip(samples.par_chunks(p.max_samples))
+            .zip(roots)
             .with_min_len(4)
-            .map(|mut rng| build_tree(data, &p, &mut rng))
+            .map(|((mut rng, rows), root)| build_tree(data, rows, root, &p, &mut rng))
             .collect();
         let mut trees = Trees::default();
         for t in built {

@@ -86,7 +86,10 @@ pub fn unwrap(bytes: &[u8]) -> FmtResult<(u16, &[u8])> {
     let stored = r.u32()?;
     let available = (bytes.len() - HEADER_LEN) as u64;
     if available < len {
-        return Err(ModelFormatError::Truncated { expected: HEADER_LEN as u64 + len, found: bytes.len() as u64 });
+        // `len` is untrusted and may be near u64::MAX: saturate rather than overflow
+        // (a panic with overflow checks on, a wrong size in the message without).
+        let expected = (HEADER_LEN as u64).saturating_add(len);
+        return Err(ModelFormatError::Truncated { expected, found: bytes.len() as u64 });
     }
     if available > len {
         return invalid(format!("{} unexpected bytes after the payload", available - len));

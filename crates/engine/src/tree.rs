@@ -6,7 +6,7 @@
 //! scorer take exactly `depth` branch-free steps per tree for every row.
 
 use rand::Rng;
-use rand::seq::index;
+use rand::seq::{SliceRandom, index};
 use rand_xoshiro::Xoshiro256PlusPlus;
 
 use crate::matrix::Matrix;
@@ -138,11 +138,89 @@ impl TreeBuf {
     }
 }
 
-/// Builds one isolation tree from a sample of `data` drawn with `rng`.
-pub(crate) fn build_tree(data: &Matrix, p: &ValidParams, rng: &mut Xoshiro256PlusPlus) -> TreeBuf {
+/// Draws the row sample of every tree: `n_trees` blocks of `psi` distinct rows, flattened.
+///
+/// Each block is a uniform random `psi`-subset, as scikit-learn draws it, but the blocks are
+/// taken in turn from random permutations of all rows instead of independently: a tree
+/// takes the next `psi` rows of the current permutation, and a new permutation starts when
+/// one runs out (rows the straddling tree already holds are moved to its end). Every row
+/// therefore lands in the samples of `n_trees·psi/n` trees, ±1, instead of a binomial
+/// number. Relabelling rows leaves the procedure unchanged, so each block's marginal
+/// distribution is still uniform; only the variation between rows of how often they were
+/// seen is removed, which lowers the variance of the scores of training rows.
+pub(crate) fn balanced_samples(rng: &mut Xoshiro256PlusPlus, n: usize, psi: usize, n_trees: usize) -> Vec<u32> {
+    let total = psi * n_trees;
+    if total <= n {
+        return index::sample(rng, n, total).into_iter().map(|i| i as u32).collect();
+    }
+    let mut perm: Vec<u32> = (0..n as u32).collect();
+    perm.shuffle(rng);
+    let mut out = Vec::with_capacity(total);
+    let mut cursor = 0;
+    for _ in 0..n_trees {
+        let take = psi.min(n - cursor);
+        out.extend_from_slice(&perm[cursor..cursor + take]);
+        cursor += take;
+        if take < psi {
+            // The last `take` rows of `perm` belong to this tree: reshuffle the others to
+            // start the next permutation and keep this tree's rows for its end.
+            let (others, mine) = perm.split_at_mut(n - take);
+            others.shuffle(rng);
+            mine.shuffle(rng);
+            out.extend_from_slice(&perm[..psi - take]);
+            cursor = psi - take;
+        }
+    }
+    out
+}
+
+/// The two uniform variates that decide a tree's root split: `feature` picks the root feature
+/// among the tree's candidates (⌊feature·m⌋ in their sorted order), `threshold` places the
+/// threshold between the feature's min and max.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RootPlan {
+    pub feature: f64,
+    pub threshold: f64,
+}
+
+/// Root variates for all trees, stratified across the forest (Latin-hypercube style).
+///
+/// Each tree's root variates are still uniform on [0, 1) — so each tree, taken alone, is an
+/// ordinary isolation tree — but the forest's roots are spread evenly: the feature variates
+/// fall one per stratum of width 1/T, so every candidate feature roots ~T/m trees, and the
+/// thresholds of the trees that share a root feature again fall one per stratum. The root
+/// split shapes a tree most; spreading it removes the part of the forest-to-forest
+/// variation that comes from uneven root choices (e.g. one feature rooting 9 of 100 trees
+/// and another 2), without changing the expected score of any row.
+pub(crate) fn root_plans(rng: &mut Xoshiro256PlusPlus, n_trees: usize, candidates: usize) -> Vec<RootPlan> {
+    let strata = |rng: &mut Xoshiro256PlusPlus, k: usize| -> Vec<f64> {
+        let mut perm: Vec<usize> = (0..k).collect();
+        perm.shuffle(rng);
+        perm.into_iter().map(|j| (j as f64 + rng.random::<f64>()) / k as f64).collect()
+    };
+    let feature = strata(rng, n_trees);
+    let group = |v: f64| ((v * candidates as f64) as usize).min(candidates - 1);
+    let mut threshold = vec![0f64; n_trees];
+    for g in 0..candidates {
+        let members: Vec<usize> = (0..n_trees).filter(|&t| group(feature[t]) == g).collect();
+        for (&t, u) in members.iter().zip(strata(rng, members.len())) {
+            threshold[t] = u;
+        }
+    }
+    feature.into_iter().zip(threshold).map(|(feature, threshold)| RootPlan { feature, threshold }).collect()
+}
+
+/// Builds one isolation tree on the sampled `rows` of `data`: its root split follows `root`,
+/// every other choice is drawn with `rng`.
+pub(crate) fn build_tree(
+    data: &Matrix,
+    rows: &[u32],
+    root: RootPlan,
+    p: &ValidParams,
+    rng: &mut Xoshiro256PlusPlus,
+) -> TreeBuf {
     let psi = p.max_samples;
     let d = data.n_cols();
-    let rows = index::sample(rng, data.n_rows(), psi);
     let mut features: Vec<u16> = if p.features_per_tree == d {
         (0..d as u16).collect()
     } else {
@@ -154,7 +232,7 @@ pub(crate) fn build_tree(data: &Matrix, p: &ValidParams, rng: &mut Xoshiro256Plu
     // Column-major copy of the sample: the builder scans one feature of a node at a time.
     let mut columns = vec![0f32; d * psi];
     for (i, r) in rows.iter().enumerate() {
-        for (f, &v) in data.row(r).iter().enumerate() {
+        for (f, &v) in data.row(*r as usize).iter().enumerate() {
             columns[f * psi + i] = v;
         }
     }
@@ -165,6 +243,7 @@ pub(crate) fn build_tree(data: &Matrix, p: &ValidParams, rng: &mut Xoshiro256Plu
         rng,
         order: (0..psi as u32).collect(),
         tree: TreeBuf::with_root(),
+        root: Some(root),
     };
     builder.grow(0, 0, psi, 0, &mut features);
     builder.tree.sum_counts();
@@ -179,6 +258,8 @@ struct Builder<'a> {
     /// Sample positions, partitioned in place as the tree grows.
     order: Vec<u32>,
     tree: TreeBuf,
+    /// Variates for the root split; taken (once) by the first split.
+    root: Option<RootPlan>,
 }
 
 impl Builder<'_> {
@@ -188,13 +269,17 @@ impl Builder<'_> {
             self.tree.set_leaf(node, depth, n);
             return;
         }
-        let Some((feature, min, max)) = self.pick_feature(lo, hi, features) else {
+        let plan = self.root.take();
+        let Some((feature, min, max)) = self.pick_feature(lo, hi, features, plan.map(|r| r.feature)) else {
             self.tree.set_leaf(node, depth, n);
             return;
         };
         // Uniform threshold in [min, max); rounding to f32 may reach max, which would leave the
         // right child empty, so fall back to min as scikit-learn does.
-        let u: f64 = self.rng.random();
+        let u: f64 = match plan {
+            Some(r) => r.threshold,
+            None => self.rng.random(),
+        };
         let mut threshold = (min as f64 + u * (max as f64 - min as f64)) as f32;
         if threshold >= max {
             threshold = min;
@@ -226,11 +311,15 @@ impl Builder<'_> {
     }
 
     /// Draws features without replacement until one is not constant on the node's rows,
-    /// like scikit-learn's random splitter; returns it with the node's min and max.
-    fn pick_feature(&mut self, lo: usize, hi: usize, features: &mut [u16]) -> Option<(u16, f32, f32)> {
+    /// like scikit-learn's random splitter; returns it with the node's min and max. The first
+    /// draw uses `first` (a uniform variate) when given.
+    fn pick_feature(&mut self, lo: usize, hi: usize, features: &mut [u16], first: Option<f64>) -> Option<(u16, f32, f32)> {
         let m = features.len();
         for k in 0..m {
-            let j = self.rng.random_range(k..m);
+            let j = match first {
+                Some(v) if k == 0 => ((v * m as f64) as usize).min(m - 1),
+                _ => self.rng.random_range(k..m),
+            };
             features.swap(k, j);
             let f = features[k] as usize;
             let col = &self.columns[f * self.psi..(f + 1) * self.psi];

@@ -4,4 +4,5 @@ mod accuracy;
 mod data;
 mod determinism;
 mod explanations;
+mod fuzz_regressions;
 mod model_file;

@@ -1,0 +1,77 @@
+//! `anomalyd inspect`: what a model file holds.
+
+use std::path::PathBuf;
+
+use anomalyd_engine::format::FORMAT_VERSION;
+use serde_json::json;
+
+use super::load_model;
+use std::fmt::Write as _;
+
+use crate::output::{OutputFormat, print};
+
+/// Arguments of `anomalyd inspect`.
+#[derive(Debug, clap::Args)]
+pub struct InspectArgs {
+    /// Model file.
+    model: PathBuf,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    format: OutputFormat,
+}
+
+/// Runs `anomalyd inspect`.
+pub fn run(args: &InspectArgs) -> anyhow::Result<()> {
+    let model = load_model(&args.model)?;
+    let size = std::fs::metadata(&args.model)?.len();
+    let p = model.params();
+    let features: Vec<_> = model
+        .feature_names()
+        .iter()
+        .zip(model.feature_stats())
+        .map(|(n, s)| json!({"name": n, "p05": s.p05, "p50": s.p50, "p95": s.p95}))
+        .collect();
+    let info = json!({
+        "file": args.model.display().to_string(),
+        "format_version": FORMAT_VERSION,
+        "size_bytes": size,
+        "trees": model.n_trees(),
+        "nodes": model.n_nodes(),
+        "max_samples": p.max_samples(),
+        "max_depth": p.max_depth(),
+        "max_features": p.max_features(),
+        "features_per_tree": p.features_per_tree(),
+        "contamination": p.contamination().to_string(),
+        "threshold": model.threshold(),
+        "seed": p.seed(),
+        "training_rows": model.n_train(),
+        "calibration_rows": model.calibration().len(),
+        "confidence": model.calibration().confidence(),
+        "features": features,
+    });
+    match args.format {
+        OutputFormat::Json => print(&format!("{}\n", serde_json::to_string_pretty(&info)?))?,
+        OutputFormat::Text => {
+            let mut t = String::new();
+            writeln!(t, "model        {}", args.model.display())?;
+            writeln!(t, "format       v{FORMAT_VERSION}, {size} bytes ({:.1} KiB)", size as f64 / 1024.0)?;
+            writeln!(t, "trees        {} ({} nodes, depth limit {})", model.n_trees(), model.n_nodes(), p.max_depth())?;
+            writeln!(t, "max_samples  {}", p.max_samples())?;
+            writeln!(t, "max_features {} ({} per tree)", p.max_features(), p.features_per_tree())?;
+            writeln!(t, "contamination {} (anomaly when score > {:.4})", p.contamination(), model.threshold())?;
+            writeln!(t, "seed         {}", p.seed())?;
+            writeln!(t, 
+                "training     {} rows, {} calibration rows, confidence {:.2}",
+                model.n_train(),
+                model.calibration().len(),
+                model.calibration().confidence()
+            )?;
+            writeln!(t, "features     {}", model.n_features())?;
+            for (n, s) in model.feature_names().iter().zip(model.feature_stats()) {
+                writeln!(t, "  {n:24} normal {:>12.4} .. {:<12.4} median {:.4}", s.p05, s.p95, s.p50)?;
+            }
+            print(&t)?;
+        }
+    }
+    Ok(())
+}
