@@ -6,10 +6,12 @@
 //! so each tree costs exactly its depth in steps. A block that contains a missing value
 //! takes the slower kernel that also reads each node's missing-value direction.
 
-use crate::tree::Trees;
+use crate::tree::{Trees, f32_key};
 
 /// Rows walked together through a tree.
 pub(crate) const BLOCK: usize = 16;
+/// Rows whose walks are interleaved in registers inside a block.
+pub(crate) const LANES: usize = 8;
 
 /// Adds, for every row of `rows` (row-major, `d` columns, at most [`BLOCK`] rows), the sum of
 /// its path lengths over all trees to `out`.
@@ -19,24 +21,52 @@ pub(crate) fn path_sums_block(trees: &Trees, rows: &[f32], d: usize, out: &mut [
     if rows.iter().any(|v| v.is_nan()) {
         return path_sums_block_nan(trees, rows, d, out);
     }
-    let mut acc = [0f32; BLOCK];
-    for t in 0..trees.n_trees() {
-        let range = trees.tree_range(t);
-        let nodes = &trees.nodes[range.clone()];
-        let values = &trees.values[range];
-        let mut idx = [0u16; BLOCK];
-        for _ in 0..trees.depths[t] {
-            for r in 0..nb {
-                let n = nodes[idx[r] as usize];
-                let x = rows[r * d + n.feature as usize];
-                idx[r] = n.left + (x > n.threshold) as u16;
+    // Feature-major copy of LANES rows: lane r of feature f sits at `f * LANES + r`, so all
+    // lanes address one buffer with constant offsets and no per-lane row pointer.
+    let mut cols = vec![0u32; d * LANES];
+    for (lane_rows, lane_out) in rows.chunks(LANES * d).zip(out.chunks_mut(LANES)) {
+        let k = lane_out.len();
+        for r in 0..LANES {
+            // A short tail is padded with copies of its first row.
+            let row = &lane_rows[if r < k { r * d } else { 0 }..][..d];
+            for (f, &v) in row.iter().enumerate() {
+                cols[f * LANES + r] = f32_key(v);
             }
         }
-        for r in 0..nb {
-            acc[r] += values[idx[r] as usize];
+        let mut tmp = [0f32; LANES];
+        lanes_full(trees, &cols, &mut tmp);
+        lane_out.copy_from_slice(&tmp[..k]);
+    }
+}
+
+/// Walks exactly [`LANES`] rows, given feature-major in `cols`, through every tree; their
+/// node indices stay in registers.
+fn lanes_full(trees: &Trees, cols: &[u32], out: &mut [f32; LANES]) {
+    let mut acc = [0f32; LANES];
+    let col_ptr = cols.as_ptr();
+    for t in 0..trees.n_trees() {
+        let range = trees.tree_range(t);
+        let nodes = &trees.keyed[range.clone()];
+        let values = &trees.values[range];
+        let mut idx = [0usize; LANES];
+        for _ in 0..trees.depths[t] {
+            for (r, i) in idx.iter_mut().enumerate() {
+                // SAFETY: the model invariants (checked by the builder and by the loader)
+                // make every child index of a node < nodes.len() and every feature < d, and
+                // `cols` holds d × LANES keys (the caller sizes it from the model's width);
+                // `offset` is feature × LANES.
+                unsafe {
+                    let n = *nodes.get_unchecked(*i);
+                    let x = *col_ptr.add(n.offset as usize + r);
+                    *i = n.left as usize + (x > n.key) as usize;
+                }
+            }
+        }
+        for (a, &i) in acc.iter_mut().zip(&idx) {
+            *a += values[i];
         }
     }
-    out.copy_from_slice(&acc[..nb]);
+    *out = acc;
 }
 
 fn path_sums_block_nan(trees: &Trees, rows: &[f32], d: usize, out: &mut [f32]) {

@@ -58,6 +58,27 @@ pub(crate) struct Trees {
     pub offsets: Vec<u32>,
     /// Depth of the deepest leaf of each tree: the number of steps a walk needs.
     pub depths: Vec<u8>,
+    /// The nodes again in the block kernel's form (see [`KeyNode`]).
+    pub keyed: Vec<KeyNode>,
+}
+
+/// A node as the batch kernel reads it: the threshold as an order-preserving integer key
+/// and the feature pre-multiplied by the kernel's lane count, so a step is a load, an
+/// integer compare and an add-with-carry.
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[repr(C)]
+pub(crate) struct KeyNode {
+    pub key: u32,
+    pub offset: u16,
+    pub left: u16,
+}
+
+/// Maps a non-NaN f32 to a u32 whose unsigned order is the float order (-0.0 and +0.0 map to
+/// the same key, as they compare equal).
+#[inline(always)]
+pub(crate) fn f32_key(v: f32) -> u32 {
+    let bits = (v + 0.0).to_bits();
+    if bits & 0x8000_0000 != 0 { !bits } else { bits | 0x8000_0000 }
 }
 
 impl Trees {
@@ -74,6 +95,11 @@ impl Trees {
             self.offsets.push(0);
         }
         self.nodes.extend_from_slice(&tree.nodes);
+        self.keyed.extend(tree.nodes.iter().map(|n| KeyNode {
+            key: f32_key(n.threshold),
+            offset: n.feature * crate::score::LANES as u16,
+            left: n.left,
+        }));
         self.values.extend_from_slice(&tree.values);
         self.counts.extend_from_slice(&tree.counts);
         self.nan_right.extend_from_slice(&tree.nan_right);
