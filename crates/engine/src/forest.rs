@@ -11,7 +11,7 @@ use crate::explain::{Attribution, FeatureStats};
 use crate::matrix::{Matrix, check_row};
 use crate::params::{Contamination, ForestParams, ValidParams};
 use crate::score::{self, BLOCK};
-use crate::tree::{Trees, average_path_length, balanced_samples, build_tree, root_plans};
+use crate::tree::{Trees, average_path_length, balanced_samples, build_tree, root_plans, sparse_sample};
 
 /// Rows per parallel task when scoring a batch.
 const CHUNK_ROWS: usize = 512;
@@ -67,15 +67,28 @@ impl IsolationForest {
         }
         let p = params.check(data.n_rows(), data.n_cols())?;
         let (streams, mut rest) = tree_streams(p.seed, p.n_trees);
-        let samples = balanced_samples(&mut rest, data.n_rows(), p.max_samples, p.n_trees);
+        // Small data: balanced samples drawn up front. Large data: each tree draws its own
+        // rows in parallel (a row then lands in at most one or two trees anyway).
+        let balanced = (p.max_samples * p.n_trees > data.n_rows())
+            .then(|| balanced_samples(&mut rest, data.n_rows(), p.max_samples, p.n_trees));
         let roots = root_plans(&mut rest, p.n_trees, p.features_per_tree);
         rest.jump();
         let built: Vec<_> = streams
             .into_par_iter()
-            .zip(samples.par_chunks(p.max_samples))
             .zip(roots)
+            .enumerate()
             .with_min_len(4)
-            .map(|((mut rng, rows), root)| build_tree(data, rows, root, &p, &mut rng))
+            .map(|(t, (mut rng, root))| {
+                let own;
+                let rows = match &balanced {
+                    Some(all) => &all[t * p.max_samples..(t + 1) * p.max_samples],
+                    None => {
+                        own = sparse_sample(&mut rng, data.n_rows(), p.max_samples);
+                        &own[..]
+                    }
+                };
+                build_tree(data, rows, root, &p, &mut rng)
+            })
             .collect();
         let mut trees = Trees::default();
         for t in built {

@@ -40,7 +40,7 @@ pub const MAX_SAMPLES_LIMIT: usize = 32_768;
 /// Largest number of features supported: the batch kernel keeps `feature × 8` in 16 bits.
 pub const MAX_FEATURES_LIMIT: usize = 8_191;
 /// Default number of training rows scored to calibrate grades.
-pub const DEFAULT_CALIBRATION_ROWS: usize = 2_048;
+pub const DEFAULT_CALIBRATION_ROWS: usize = 1_024;
 
 /// Isolation Forest parameters as the user gives them (scikit-learn names and defaults).
 #[derive(Debug, Clone, PartialEq)]

@@ -132,7 +132,7 @@ impl TreeBuf {
     }
 
     pub fn with_root() -> Self {
-        let mut t = TreeBuf::default();
+        let mut t = TreeBuf { nodes: Vec::with_capacity(64), ..Default::default() };
         t.nodes.push(Node { threshold: f32::INFINITY, feature: 0, left: 0 });
         t.values.push(0.0);
         t.counts.push(0);
@@ -174,11 +174,11 @@ impl TreeBuf {
 /// number. Relabelling rows leaves the procedure unchanged, so each block's marginal
 /// distribution is still uniform; only the variation between rows of how often they were
 /// seen is removed, which lowers the variance of the scores of training rows.
+///
+/// Only used when the trees together need more rows than there are (`psi·n_trees > n`);
+/// otherwise each tree draws its own rows with [`sparse_sample`] and exposure is 0 or 1 anyway.
 pub(crate) fn balanced_samples(rng: &mut Xoshiro256PlusPlus, n: usize, psi: usize, n_trees: usize) -> Vec<u32> {
     let total = psi * n_trees;
-    if total <= n {
-        return index::sample(rng, n, total).into_iter().map(|i| i as u32).collect();
-    }
     let mut perm: Vec<u32> = (0..n as u32).collect();
     perm.shuffle(rng);
     let mut out = Vec::with_capacity(total);
@@ -198,6 +198,23 @@ pub(crate) fn balanced_samples(rng: &mut Xoshiro256PlusPlus, n: usize, psi: usiz
         }
     }
     out
+}
+
+/// A uniform random `k`-subset of `0..n`, sorted, for `k` much smaller than `n`: draw `k`
+/// indices with replacement, drop duplicates, draw the shortfall again, until `k` are
+/// distinct. The procedure treats all labels alike, so the subset is uniform; sorted rows
+/// also make the gather from a large matrix walk memory forwards.
+pub(crate) fn sparse_sample(rng: &mut Xoshiro256PlusPlus, n: usize, k: usize) -> Vec<u32> {
+    let mut out: Vec<u32> = (0..k).map(|_| rng.random_range(0..n as u32)).collect();
+    loop {
+        out.sort_unstable();
+        out.dedup();
+        if out.len() == k {
+            return out;
+        }
+        let missing = k - out.len();
+        out.extend((0..missing).map(|_| rng.random_range(0..n as u32)));
+    }
 }
 
 /// The two uniform variates that decide a tree's root split: `feature` picks the root feature
@@ -262,8 +279,11 @@ pub(crate) fn build_tree(
             columns[f * psi + i] = v;
         }
     }
+    let has_nan: Vec<bool> = columns.chunks(psi).map(|c| c.iter().any(|v| v.is_nan())).collect();
     let mut builder = Builder {
         columns: &columns,
+        has_nan,
+        scratch: vec![0; psi],
         psi,
         max_depth: p.max_depth,
         rng,
@@ -278,6 +298,10 @@ pub(crate) fn build_tree(
 
 struct Builder<'a> {
     columns: &'a [f32],
+    /// Whether each sampled column holds a missing value (then partitions are three-way).
+    has_nan: Vec<bool>,
+    /// Right-hand side of a two-way partition.
+    scratch: Vec<u32>,
     psi: usize,
     max_depth: usize,
     rng: &'a mut Xoshiro256PlusPlus,
@@ -310,8 +334,41 @@ impl Builder<'_> {
         if threshold >= max {
             threshold = min;
         }
+        let (split, nan_right) = if self.has_nan[feature as usize] {
+            self.partition_with_nan(lo, hi, feature, threshold)
+        } else {
+            (self.partition(lo, hi, feature, threshold), false)
+        };
+        let left = self.tree.alloc_pair();
+        self.tree.set_split(node, feature, threshold, nan_right, left);
+        self.grow(left, lo, split, depth + 1, features);
+        self.grow(left + 1, split, hi, depth + 1, features);
+    }
+
+    /// Moves the rows of `lo..hi` with `x[feature] <= threshold` to the front, without a
+    /// data-dependent branch; returns the split position. (Order within a side is irrelevant:
+    /// nothing later depends on it.)
+    fn partition(&mut self, lo: usize, hi: usize, feature: u16, threshold: f32) -> usize {
         let col = &self.columns[feature as usize * self.psi..(feature as usize + 1) * self.psi];
-        // Three-way partition: [<= threshold | NaN | > threshold].
+        let order = &mut self.order[lo..hi];
+        let (mut l, mut r) = (0, 0);
+        for i in 0..order.len() {
+            let row = order[i];
+            let left = col[row as usize] <= threshold;
+            // `l <= i`, so this write never clobbers a row not yet read.
+            order[l] = row;
+            self.scratch[r] = row;
+            l += left as usize;
+            r += !left as usize;
+        }
+        order[l..].copy_from_slice(&self.scratch[..r]);
+        lo + l
+    }
+
+    /// Three-way partition `[<= threshold | NaN | > threshold]`; missing values join the side
+    /// with more rows. Returns the split position and whether NaN goes right.
+    fn partition_with_nan(&mut self, lo: usize, hi: usize, feature: u16, threshold: f32) -> (usize, bool) {
+        let col = &self.columns[feature as usize * self.psi..(feature as usize + 1) * self.psi];
         let (mut i, mut mid, mut j) = (lo, lo, hi);
         while mid < j {
             let v = col[self.order[mid] as usize];
@@ -329,11 +386,7 @@ impl Builder<'_> {
         let (n_left, n_right) = (i - lo, hi - j);
         // Missing values follow the larger side, at training and at scoring.
         let nan_right = n_right > n_left;
-        let split = if nan_right { i } else { j };
-        let left = self.tree.alloc_pair();
-        self.tree.set_split(node, feature, threshold, nan_right, left);
-        self.grow(left, lo, split, depth + 1, features);
-        self.grow(left + 1, split, hi, depth + 1, features);
+        (if nan_right { i } else { j }, nan_right)
     }
 
     /// Draws features without replacement until one is not constant on the node's rows,
@@ -351,14 +404,10 @@ impl Builder<'_> {
             let col = &self.columns[f * self.psi..(f + 1) * self.psi];
             let (mut min, mut max) = (f32::INFINITY, f32::NEG_INFINITY);
             for &r in &self.order[lo..hi] {
+                // f32::min/max return the other operand for NaN: missing values are skipped.
                 let v = col[r as usize];
-                // NaN compares false both ways and is skipped.
-                if v < min {
-                    min = v;
-                }
-                if v > max {
-                    max = v;
-                }
+                min = min.min(v);
+                max = max.max(v);
             }
             if min < max {
                 return Some((features[k], min, max));
