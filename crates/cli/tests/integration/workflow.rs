@@ -1,0 +1,106 @@
+//! train → inspect → score → evaluate, as a user runs them.
+
+use crate::common::*;
+
+#[test]
+fn train_inspect_score_explain() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = small_model(dir.path());
+    let info: serde_json::Value = serde_json::from_str(&ok(&["inspect", &model, "--format", "json"])).unwrap();
+    assert_eq!(info["trees"], 50);
+    assert_eq!(info["max_samples"], 256);
+    assert_eq!(info["features"].as_array().unwrap().len(), 9);
+    assert_eq!(info["format_version"], 1);
+    let text = ok(&["inspect", &model]);
+    assert!(text.contains("trees        50"), "{text}");
+
+    let input = testdata().join("odds/breastw.csv");
+    let out = ok(&["score", "-m", &model, "-i", input.to_str().unwrap(), "--explain", "--top", "2"]);
+    let mut lines = out.lines();
+    assert_eq!(lines.next().unwrap(), "anomaly_score,is_anomaly,grade,severity,top_features");
+    let labels: Vec<bool> = std::fs::read_to_string(&input)
+        .unwrap()
+        .lines()
+        .skip(1)
+        .map(|l| l.ends_with(",1"))
+        .collect();
+    let mut scores = Vec::new();
+    for line in lines {
+        let cols: Vec<&str> = line.split(',').collect();
+        assert_eq!(cols.len(), 5, "{line}");
+        let s: f32 = cols[0].parse().unwrap();
+        assert_eq!(cols[1] == "1", s > 0.5, "label follows the 0.5 threshold: {line}");
+        let grade: f32 = cols[2].parse().unwrap();
+        assert!((0.0..=1.0).contains(&grade));
+        assert!(["low", "medium", "high", "critical"].contains(&cols[3]));
+        let top: Vec<&str> = cols[4].split(';').collect();
+        assert!(top.len() <= 2 && !top.is_empty(), "{line}");
+        for t in top {
+            let parts: Vec<&str> = t.split(':').collect();
+            assert_eq!(parts.len(), 3, "{t}");
+            assert!(parts[0].starts_with('f'));
+            assert!(["above", "below"].contains(&parts[2]));
+        }
+        scores.push(s);
+    }
+    // Independent check of the output: it ranks breastw's labelled anomalies first.
+    let auc = anomalyd_engine::metrics::roc_auc(&scores, &labels).unwrap();
+    assert!(auc > 0.97, "AUC {auc}");
+}
+
+#[test]
+fn score_writes_ndjson_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = small_model(dir.path());
+    let input = testdata().join("odds/breastw.csv");
+    let out = dir.path().join("scores.ndjson");
+    ok(&["score", "-m", &model, "-i", input.to_str().unwrap(), "-o", out.to_str().unwrap(), "--explain"]);
+    let text = std::fs::read_to_string(out).unwrap();
+    let first: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    let keys: Vec<&String> = first.as_object().unwrap().keys().collect();
+    assert_eq!(keys, ["anomaly_score", "is_anomaly", "grade", "severity", "top_features"]);
+    let top = first["top_features"].as_array().unwrap();
+    assert_eq!(top.len(), 3);
+    for k in ["feature", "weight", "direction", "value", "normal_low", "normal_high"] {
+        assert!(top[0].get(k).is_some(), "{k} missing");
+    }
+    assert_eq!(text.lines().count(), 683);
+}
+
+#[test]
+fn same_seed_same_model_on_one_and_two_threads() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = testdata().join("odds/cardio.csv");
+    let mut models = Vec::new();
+    for threads in ["1", "2"] {
+        let m = dir.path().join(format!("m{threads}.adm"));
+        ok(&[
+            "--threads", threads, "train", "-i", input.to_str().unwrap(), "--label-column", "label", "--trees", "300",
+            "--seed", "11", "-o", m.to_str().unwrap(),
+        ]);
+        models.push(std::fs::read(m).unwrap());
+    }
+    assert_eq!(models[0], models[1]);
+}
+
+#[test]
+fn evaluate_reports_auc_ap_and_timings_per_seed() {
+    let input = testdata().join("odds/breastw.csv");
+    let out = ok(&["evaluate", "-i", input.to_str().unwrap(), "--label-column", "label", "--seeds", "0..2", "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let seeds = v["seeds"].as_array().unwrap();
+    assert_eq!(seeds.len(), 3);
+    for s in seeds {
+        let auc = s["roc_auc"].as_f64().unwrap();
+        assert!(auc > 0.97 && auc <= 1.0, "{auc}");
+        assert!(s["average_precision"].as_f64().unwrap() > 0.9);
+        assert!(s["fit_ms"].as_f64().unwrap() > 0.0 && s["score_ms"].as_f64().unwrap() > 0.0);
+    }
+    let mean = v["mean"]["roc_auc"].as_f64().unwrap();
+    let by_hand = seeds.iter().map(|s| s["roc_auc"].as_f64().unwrap()).sum::<f64>() / 3.0;
+    assert!((mean - by_hand).abs() < 1e-12);
+    assert_eq!(v["rows"], 683);
+    assert_eq!(v["anomalies"], 239);
+    let text = ok(&["evaluate", "-i", input.to_str().unwrap(), "--label-column", "label", "--seeds", "4"]);
+    assert!(text.contains("roc_auc") && text.contains("mean"), "{text}");
+}
