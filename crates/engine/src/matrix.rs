@@ -9,6 +9,7 @@ use crate::error::{EngineError, Result};
 pub struct Matrix {
     data: Vec<f32>,
     n_cols: usize,
+    has_nan: bool,
 }
 
 impl Matrix {
@@ -18,15 +19,22 @@ impl Matrix {
         if n_cols == 0 || data.len() % n_cols != 0 {
             return Err(EngineError::Shape { len: data.len(), n_cols });
         }
-        if let Some(pos) = data.iter().position(|v| v.is_infinite()) {
-            let col = pos % n_cols;
-            return Err(EngineError::NonFinite {
-                row: pos / n_cols,
-                column: names.get(col).cloned().unwrap_or_else(|| format!("f{col}")),
-                value: data[pos],
-            });
+        let mut has_nan = false;
+        for (pos, &v) in data.iter().enumerate() {
+            if !v.is_finite() {
+                if v.is_nan() {
+                    has_nan = true;
+                    continue;
+                }
+                let col = pos % n_cols;
+                return Err(EngineError::NonFinite {
+                    row: pos / n_cols,
+                    column: names.get(col).cloned().unwrap_or_else(|| format!("f{col}")),
+                    value: v,
+                });
+            }
         }
-        Ok(Self { data, n_cols })
+        Ok(Self { data, n_cols, has_nan })
     }
 
     /// Number of rows.
@@ -42,6 +50,11 @@ impl Matrix {
     /// Row `i` as a slice.
     pub fn row(&self, i: usize) -> &[f32] {
         &self.data[i * self.n_cols..(i + 1) * self.n_cols]
+    }
+
+    /// True when some value is missing (NaN).
+    pub fn has_nan(&self) -> bool {
+        self.has_nan
     }
 
     /// The whole row-major buffer.

@@ -273,13 +273,29 @@ pub(crate) fn build_tree(
         f
     };
     // Column-major copy of the sample: the builder scans one feature of a node at a time.
-    let mut columns = vec![0f32; d * psi];
-    for (i, r) in rows.iter().enumerate() {
-        for (f, &v) in data.row(*r as usize).iter().enumerate() {
-            columns[f * psi + i] = v;
+    let mut columns: Vec<f32> = Vec::with_capacity(d * psi);
+    assert_eq!(rows.len(), psi);
+    let src = data.as_slice();
+    let starts: Vec<usize> = rows.iter().map(|&r| r as usize * d).collect();
+    assert!(starts.iter().all(|&s| s + d <= src.len()), "sampled rows lie inside the matrix");
+    let dst = columns.as_mut_ptr();
+    for f in 0..d {
+        // The sampled rows stay in cache after the first feature, so the strided reads are
+        // cheap and the writes are sequential.
+        for (i, &s) in starts.iter().enumerate() {
+            // SAFETY: s + f < s + d <= src.len() (asserted above); f * psi + i < d * psi, the
+            // capacity of `columns`.
+            unsafe { dst.add(f * psi + i).write(*src.get_unchecked(s + f)) };
         }
     }
-    let has_nan: Vec<bool> = columns.chunks(psi).map(|c| c.iter().any(|v| v.is_nan())).collect();
+    // SAFETY: the loops above wrote all d × psi slots.
+    unsafe { columns.set_len(d * psi) };
+    let any_nan = data.has_nan() && columns.iter().any(|v| v.is_nan());
+    let has_nan: Vec<bool> = if any_nan {
+        columns.chunks(psi).map(|c| c.iter().any(|v| v.is_nan())).collect()
+    } else {
+        vec![false; d]
+    };
     let mut builder = Builder {
         columns: &columns,
         has_nan,
@@ -403,11 +419,19 @@ impl Builder<'_> {
             let f = features[k] as usize;
             let col = &self.columns[f * self.psi..(f + 1) * self.psi];
             let (mut min, mut max) = (f32::INFINITY, f32::NEG_INFINITY);
-            for &r in &self.order[lo..hi] {
-                // f32::min/max return the other operand for NaN: missing values are skipped.
-                let v = col[r as usize];
-                min = min.min(v);
-                max = max.max(v);
+            if self.has_nan[f] {
+                for &r in &self.order[lo..hi] {
+                    // f32::min/max return the other operand for NaN: missing values are skipped.
+                    let v = col[r as usize];
+                    min = min.min(v);
+                    max = max.max(v);
+                }
+            } else {
+                for &r in &self.order[lo..hi] {
+                    let v = col[r as usize];
+                    min = if v < min { v } else { min };
+                    max = if v > max { v } else { max };
+                }
             }
             if min < max {
                 return Some((features[k], min, max));
