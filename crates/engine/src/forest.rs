@@ -13,8 +13,11 @@ use crate::params::{Contamination, ForestParams, ValidParams};
 use crate::score::{self, BLOCK};
 use crate::tree::{Trees, average_path_length, balanced_samples, build_tree, root_plans, sparse_sample};
 
-/// Rows per parallel task when scoring a batch.
+/// Most rows per parallel task when scoring a batch.
 const CHUNK_ROWS: usize = 512;
+/// Batches up to this size are scored on the calling thread: splitting them costs more
+/// than it saves.
+const SEQUENTIAL_ROWS: usize = 2 * BLOCK;
 
 /// A fitted Isolation Forest with its calibration and training statistics.
 #[derive(Debug, Clone, PartialEq)]
@@ -219,12 +222,16 @@ impl IsolationForest {
                 }
             }
         };
-        if data.n_rows() <= CHUNK_ROWS {
+        let n = data.n_rows();
+        let threads = rayon::current_num_threads();
+        if n <= SEQUENTIAL_ROWS || threads == 1 {
             score_chunk(data.as_slice(), &mut out);
         } else {
+            // A few chunks per thread balance the load; whole blocks keep the kernel full.
+            let chunk = n.div_ceil(4 * threads).next_multiple_of(BLOCK).min(CHUNK_ROWS);
             data.as_slice()
-                .par_chunks(CHUNK_ROWS * d)
-                .zip(out.par_chunks_mut(CHUNK_ROWS))
+                .par_chunks(chunk * d)
+                .zip(out.par_chunks_mut(chunk))
                 .for_each(|(rows, o)| score_chunk(rows, o));
         }
         out
