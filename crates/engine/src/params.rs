@@ -37,8 +37,8 @@ impl std::str::FromStr for Contamination {
 
 /// Largest `max_samples` supported: node indices within a tree are 16-bit.
 pub const MAX_SAMPLES_LIMIT: usize = 32_768;
-/// Largest number of features supported: the batch kernel keeps `feature × 8` in 16 bits.
-pub const MAX_FEATURES_LIMIT: usize = 8_191;
+/// Largest number of features supported: the batch kernel keeps `feature × 16` in 16 bits.
+pub const MAX_FEATURES_LIMIT: usize = 4_095;
 /// Default number of training rows scored to calibrate grades.
 pub const DEFAULT_CALIBRATION_ROWS: usize = 1_024;
 

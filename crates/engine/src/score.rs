@@ -11,7 +11,7 @@ use crate::tree::{Trees, f32_key};
 /// Rows walked together through a tree.
 pub(crate) const BLOCK: usize = 16;
 /// Rows whose walks are interleaved in registers inside a block.
-pub(crate) const LANES: usize = 8;
+pub(crate) const LANES: usize = 16;
 
 /// Adds, for every row of `rows` (row-major, `d` columns, at most [`BLOCK`] rows), the sum of
 /// its path lengths over all trees to `out`.
