@@ -118,6 +118,24 @@ pub(crate) fn quantile(sorted: &[f32], q: f64) -> f32 {
     }
 }
 
+/// The same linear-interpolation quantile without sorting: `select_nth_unstable` finds the
+/// lower neighbour in O(n), the upper one is the minimum of what lies above it. Reorders
+/// `values`; NaN must have been removed.
+pub(crate) fn quantile_unsorted(values: &mut [f32], q: f64) -> f32 {
+    match values.len() {
+        0 => f32::NAN,
+        1 => values[0],
+        n => {
+            let pos = q * (n - 1) as f64;
+            let lo = pos.floor() as usize;
+            let (_, &mut low, above) = values.select_nth_unstable_by(lo, f32::total_cmp);
+            let high = above.iter().copied().fold(f32::INFINITY, f32::min);
+            let high = if lo + 1 < n { high } else { low };
+            (low as f64 + (pos - lo as f64) * (high as f64 - low as f64)) as f32
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -137,6 +155,17 @@ mod tests {
         assert_eq!(Severity::from_grade(0.95), Severity::Medium);
         assert_eq!(Severity::from_grade(0.995), Severity::High);
         assert_eq!(Severity::from_grade(1.0), Severity::Critical);
+    }
+
+    #[test]
+    fn unsorted_quantile_equals_sorted_quantile() {
+        let data: Vec<f32> = (0..101).map(|i| ((i * 37) % 101) as f32 * 0.5 - 7.0).collect();
+        let mut sorted = data.clone();
+        sorted.sort_by(f32::total_cmp);
+        for q in [0.0, 0.05, 0.333, 0.5, 0.95, 1.0] {
+            let mut scratch = data.clone();
+            assert_eq!(quantile_unsorted(&mut scratch, q), quantile(&sorted, q), "q = {q}");
+        }
     }
 
     #[test]

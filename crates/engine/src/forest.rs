@@ -5,7 +5,7 @@ use rand::seq::index;
 use rand_xoshiro::Xoshiro256PlusPlus;
 use rayon::prelude::*;
 
-use crate::calibrate::{Calibration, Severity, quantile};
+use crate::calibrate::{Calibration, Severity, quantile, quantile_unsorted};
 use crate::error::{EngineError, Result};
 use crate::explain::{Attribution, FeatureStats};
 use crate::matrix::{Matrix, check_row};
@@ -128,11 +128,10 @@ impl IsolationForest {
             .map(|f| {
                 let mut col: Vec<f32> =
                     (0..k).map(|r| sample.row(r)[f]).filter(|v| !v.is_nan()).collect();
-                col.sort_unstable_by(f32::total_cmp);
                 FeatureStats {
-                    p05: quantile(&col, 0.05),
-                    p50: quantile(&col, 0.50),
-                    p95: quantile(&col, 0.95),
+                    p05: quantile_unsorted(&mut col, 0.05),
+                    p50: quantile_unsorted(&mut col, 0.50),
+                    p95: quantile_unsorted(&mut col, 0.95),
                 }
             })
             .collect();

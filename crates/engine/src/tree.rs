@@ -200,21 +200,43 @@ pub(crate) fn balanced_samples(rng: &mut Xoshiro256PlusPlus, n: usize, psi: usiz
     out
 }
 
-/// A uniform random `k`-subset of `0..n`, sorted, for `k` much smaller than `n`: draw `k`
-/// indices with replacement, drop duplicates, draw the shortfall again, until `k` are
-/// distinct. The procedure treats all labels alike, so the subset is uniform; sorted rows
-/// also make the gather from a large matrix walk memory forwards.
+/// A uniform random `k`-subset of `0..n` for `k` much smaller than `n`, by Floyd's algorithm
+/// (Bentley & Floyd, "A sample of brilliance", CACM 1987) with a small open-addressing set:
+/// `k` draws and no allocation proportional to `n`. The order of the rows is irrelevant to
+/// the tree built from them.
 pub(crate) fn sparse_sample(rng: &mut Xoshiro256PlusPlus, n: usize, k: usize) -> Vec<u32> {
-    let mut out: Vec<u32> = (0..k).map(|_| rng.random_range(0..n as u32)).collect();
-    loop {
-        out.sort_unstable();
-        out.dedup();
-        if out.len() == k {
-            return out;
+    debug_assert!(k <= n && n <= u32::MAX as usize);
+    const EMPTY: u32 = u32::MAX;
+    let slots = (2 * k).next_power_of_two();
+    let mask = slots - 1;
+    let mut table = vec![EMPTY; slots];
+    let mut out = Vec::with_capacity(k);
+    let insert = |v: u32, table: &mut [u32]| -> bool {
+        // Fibonacci hashing spreads consecutive row numbers over the table.
+        let mut h = (v.wrapping_mul(0x9E37_79B9) as usize) & mask;
+        loop {
+            if table[h] == EMPTY {
+                table[h] = v;
+                return true;
+            }
+            if table[h] == v {
+                return false;
+            }
+            h = (h + 1) & mask;
         }
-        let missing = k - out.len();
-        out.extend((0..missing).map(|_| rng.random_range(0..n as u32)));
+    };
+    for j in (n - k)..n {
+        let t = rng.random_range(0..=j as u32);
+        // `j` itself cannot be in the set yet: only values below it were drawn so far.
+        let pick = if insert(t, &mut table) {
+            t
+        } else {
+            insert(j as u32, &mut table);
+            j as u32
+        };
+        out.push(pick);
     }
+    out
 }
 
 /// The two uniform variates that decide a tree's root split: `feature` picks the root feature
@@ -444,6 +466,48 @@ impl Builder<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use rand::SeedableRng;
+
+    #[test]
+    fn sparse_sample_draws_distinct_rows_uniformly() {
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(1);
+        let (n, k, rounds) = (50usize, 10usize, 20_000usize);
+        let mut hits = vec![0usize; n];
+        for _ in 0..rounds {
+            let mut s = sparse_sample(&mut rng, n, k);
+            s.sort_unstable();
+            s.dedup();
+            assert_eq!(s.len(), k, "rows are distinct");
+            for r in s {
+                hits[r as usize] += 1;
+            }
+        }
+        // Each row is picked with probability k/n: 4 000 expected, binomial sd ≈ 57.
+        let expected = (rounds * k / n) as f64;
+        for (row, &h) in hits.iter().enumerate() {
+            assert!((h as f64 - expected).abs() < 6.0 * 57.0, "row {row}: {h} vs {expected}");
+        }
+    }
+
+    #[test]
+    fn balanced_samples_spread_rows_evenly_without_repeats_in_a_tree() {
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(2);
+        let (n, psi, trees) = (1000usize, 256usize, 100usize);
+        let all = balanced_samples(&mut rng, n, psi, trees);
+        let mut seen = vec![0usize; n];
+        for tree in all.chunks(psi) {
+            let mut t = tree.to_vec();
+            t.sort_unstable();
+            t.dedup();
+            assert_eq!(t.len(), psi, "no row twice in one tree");
+            for &r in tree {
+                seen[r as usize] += 1;
+            }
+        }
+        // 25 600 draws over 1 000 rows: every row 25 or 26 times.
+        assert!(seen.iter().all(|&c| c == 25 || c == 26), "{:?}", &seen[..20]);
+    }
 
     #[test]
     fn average_path_length_matches_reference_values() {
