@@ -117,6 +117,14 @@ impl ForestParams {
             // scikit-learn clips max_samples to n with a warning; we do the same, silently.
             Some(m) => m.min(n_rows),
         };
+        if max_samples < 2 {
+            // c(1) = 0: a one-row sample cannot isolate anything and scores would be 0/0.
+            return Err(if n_rows < 2 {
+                EngineError::EmptyData(format!("need at least 2 training rows, got {n_rows}"))
+            } else {
+                EngineError::InvalidParam { name: "max_samples", reason: "must be at least 2".into() }
+            });
+        }
         if max_samples > MAX_SAMPLES_LIMIT {
             return Err(EngineError::InvalidParam {
                 name: "max_samples",
@@ -214,5 +222,8 @@ mod tests {
         assert!("0.7".parse::<Contamination>().is_err());
         assert_eq!("auto".parse::<Contamination>().unwrap(), Contamination::Auto);
         assert!(matches!(ForestParams::default().check(0, 2), Err(EngineError::EmptyData(_))));
+        assert!(matches!(ForestParams::default().check(1, 2), Err(EngineError::EmptyData(_))));
+        let one = ForestParams { max_samples: Some(1), ..Default::default() };
+        assert!(matches!(one.check(10, 2), Err(EngineError::InvalidParam { name: "max_samples", .. })));
     }
 }
