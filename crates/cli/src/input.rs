@@ -166,7 +166,11 @@ impl Sink {
 }
 
 /// Resolves the selection against the header: positions of the features and of the label.
-pub(crate) fn resolve(header: &[String], sel: &Selection, file: &str) -> anyhow::Result<(Vec<usize>, Option<usize>)> {
+pub(crate) fn resolve(
+    header: &[String],
+    sel: &Selection,
+    file: &str,
+) -> anyhow::Result<(Vec<usize>, Option<usize>)> {
     let find = |name: &str| header.iter().position(|h| h == name);
     let label = match &sel.label {
         None => None,
@@ -186,7 +190,9 @@ pub(crate) fn resolve(header: &[String], sel: &Selection, file: &str) -> anyhow:
             for n in names {
                 match find(n) {
                     Some(i) if Some(i) == label => {
-                        return input_err(format!("{file}: `{n}` is the label column and cannot also be a feature"));
+                        return input_err(format!(
+                            "{file}: `{n}` is the label column and cannot also be a feature"
+                        ));
                     }
                     Some(i) => idx.push(i),
                     None => {
@@ -212,10 +218,12 @@ pub(crate) fn parse_number(cell: &str, file: &str, row: usize, column: &str) -> 
     }
     match t.parse::<f64>() {
         Ok(v) if v.is_finite() && (v as f32).is_finite() => Ok(v as f32),
-        Ok(v) if v.is_finite() => input_err(format!(
-            "{file}: row {row}, column `{column}`: {t} is outside the f32 range"
-        )),
-        Ok(_) => input_err(format!("{file}: row {row}, column `{column}`: infinite value `{t}` is not allowed")),
+        Ok(v) if v.is_finite() => {
+            input_err(format!("{file}: row {row}, column `{column}`: {t} is outside the f32 range"))
+        }
+        Ok(_) => {
+            input_err(format!("{file}: row {row}, column `{column}`: infinite value `{t}` is not allowed"))
+        }
         Err(_) => input_err(format!("{file}: row {row}, column `{column}`: `{t}` is not a number")),
     }
 }
@@ -232,7 +240,13 @@ pub(crate) fn parse_label(cell: &str, file: &str, row: usize, column: &str) -> a
     }
 }
 
-fn read_csv(reader: Box<dyn BufRead>, file: &str, sel: &Selection, sink: &mut Sink, tsv: bool) -> anyhow::Result<()> {
+fn read_csv(
+    reader: Box<dyn BufRead>,
+    file: &str,
+    sel: &Selection,
+    sink: &mut Sink,
+    tsv: bool,
+) -> anyhow::Result<()> {
     let mut rdr = csv::ReaderBuilder::new()
         .delimiter(if tsv { b'\t' } else { b',' })
         .flexible(true)
@@ -288,8 +302,12 @@ fn read_ndjson(reader: Box<dyn BufRead>, file: &str, sel: &Selection, sink: &mut
         row += 1;
         let obj: serde_json::Map<String, serde_json::Value> = match serde_json::from_str(&line) {
             Ok(serde_json::Value::Object(m)) => m,
-            Ok(_) => return input_err(format!("{file}: row {row} (line {}): expected a JSON object", line_no + 1)),
-            Err(e) => return input_err(format!("{file}: row {row} (line {}): malformed JSON: {e}", line_no + 1)),
+            Ok(_) => {
+                return input_err(format!("{file}: row {row} (line {}): expected a JSON object", line_no + 1));
+            }
+            Err(e) => {
+                return input_err(format!("{file}: row {row} (line {}): malformed JSON: {e}", line_no + 1));
+            }
         };
         if resolved.is_none() {
             let header: Vec<String> = obj.keys().cloned().collect();
@@ -309,7 +327,9 @@ fn read_ndjson(reader: Box<dyn BufRead>, file: &str, sel: &Selection, sink: &mut
                 }
                 Some(serde_json::Value::String(s)) => parse_number(s, file, row, name)?,
                 Some(other) => {
-                    return input_err(format!("{file}: row {row}, column `{name}`: expected a number, found {other}"));
+                    return input_err(format!(
+                        "{file}: row {row}, column `{name}`: expected a number, found {other}"
+                    ));
                 }
             };
             sink.push_value(v);

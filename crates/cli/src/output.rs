@@ -32,7 +32,12 @@ pub fn csv_header(out: &mut impl Write, explain: bool) -> std::io::Result<()> {
 }
 
 /// Writes one row in `format`. `top_features` in CSV is `name:weight:direction;…`.
-pub fn write_row(out: &mut impl Write, a: &Assessment, format: RowFormat, explain: bool) -> std::io::Result<()> {
+pub fn write_row(
+    out: &mut impl Write,
+    a: &Assessment,
+    format: RowFormat,
+    explain: bool,
+) -> std::io::Result<()> {
     match format {
         RowFormat::Csv => {
             write!(out, "{},{},{},{}", a.anomaly_score, u8::from(a.is_anomaly), a.grade, a.severity)?;

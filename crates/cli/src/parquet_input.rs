@@ -33,12 +33,11 @@ pub(crate) fn read(path: &Path, file: &str, sel: &Selection, sink: &mut Sink) ->
     let reader = SerializedFileReader::new(handle)
         .map_err(|e| InputError(format!("{file}: not a readable Parquet file: {e}")))?;
     let schema = reader.metadata().file_metadata().schema_descr_ptr();
-    let header: Vec<String> = schema.root_schema().get_fields().iter().map(|f| f.name().to_string()).collect();
+    let header: Vec<String> =
+        schema.root_schema().get_fields().iter().map(|f| f.name().to_string()).collect();
     let (features, label) = resolve(&header, sel, file)?;
     sink.set_columns(features.iter().map(|&i| header[i].clone()).collect(), label.is_some());
-    let rows = reader
-        .get_row_iter(None)
-        .map_err(|e| InputError(format!("{file}: cannot read rows: {e}")))?;
+    let rows = reader.get_row_iter(None).map_err(|e| InputError(format!("{file}: cannot read rows: {e}")))?;
     for (n, row) in rows.enumerate() {
         let row_no = n + 1;
         let row = row.map_err(|e| InputError(format!("{file}: row {row_no}: {e}")))?;

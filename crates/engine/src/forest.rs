@@ -95,7 +95,7 @@ impl IsolationForest {
             .collect();
         let mut trees = Trees::default();
         for t in built {
-            trees.push(t);
+            trees.push(&t);
         }
         let mut forest = IsolationForest {
             params: p,
@@ -126,8 +126,7 @@ impl IsolationForest {
         self.calibration.sorted_scores = scores;
         self.feature_stats = (0..d)
             .map(|f| {
-                let mut col: Vec<f32> =
-                    (0..k).map(|r| sample.row(r)[f]).filter(|v| !v.is_nan()).collect();
+                let mut col: Vec<f32> = (0..k).map(|r| sample.row(r)[f]).filter(|v| !v.is_nan()).collect();
                 FeatureStats {
                     p05: quantile_unsorted(&mut col, 0.05),
                     p50: quantile_unsorted(&mut col, 0.50),

@@ -302,7 +302,10 @@ fn decode_tree(r: &mut Reader, p: &ValidParams, n_features: usize) -> FmtResult<
     let declared = r.count("node", 2)?;
     let max_nodes = 2 * p.max_samples - 1;
     if declared == 0 || declared > max_nodes {
-        return invalid(format!("tree has {declared} nodes; a tree of {} samples has 1..={max_nodes}", p.max_samples));
+        return invalid(format!(
+            "tree has {declared} nodes; a tree of {} samples has 1..={max_nodes}",
+            p.max_samples
+        ));
     }
     let mut tree = TreeBuf::with_root();
     let mut stack = vec![(0usize, 0usize)];
@@ -409,7 +412,7 @@ fn decode_forest(r: &mut Reader) -> FmtResult<IsolationForest> {
     }
     let mut trees = Trees::default();
     for _ in 0..n_trees {
-        trees.push(decode_tree(r, &params, n_features)?);
+        trees.push(&decode_tree(r, &params, n_features)?);
     }
     if r.remaining() != 0 {
         return invalid(format!("{} bytes left after the last tree", r.remaining()));

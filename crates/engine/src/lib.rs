@@ -46,7 +46,6 @@ pub use explain::{Attribution, Direction, FeatureStats};
 pub use forest::{Assessment, IsolationForest};
 pub use matrix::Matrix;
 pub use params::{
-    Contamination, DEFAULT_CALIBRATION_ROWS, ForestParams, MAX_FEATURES_LIMIT, MAX_SAMPLES_LIMIT,
-    ValidParams,
+    Contamination, DEFAULT_CALIBRATION_ROWS, ForestParams, MAX_FEATURES_LIMIT, MAX_SAMPLES_LIMIT, ValidParams,
 };
 pub use tree::average_path_length;

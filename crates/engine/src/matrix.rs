@@ -83,10 +83,7 @@ mod tests {
     fn rejects_infinity_with_row_and_column() {
         let names = vec!["a".to_string(), "b".to_string()];
         let err = Matrix::new(vec![1.0, 2.0, 3.0, f32::NEG_INFINITY], 2, &names).unwrap_err();
-        assert_eq!(
-            err,
-            EngineError::NonFinite { row: 1, column: "b".into(), value: f32::NEG_INFINITY }
-        );
+        assert_eq!(err, EngineError::NonFinite { row: 1, column: "b".into(), value: f32::NEG_INFINITY });
     }
 
     #[test]

@@ -90,7 +90,7 @@ impl Trees {
         self.offsets[t] as usize..self.offsets[t + 1] as usize
     }
 
-    pub fn push(&mut self, tree: TreeBuf) {
+    pub fn push(&mut self, tree: &TreeBuf) {
         if self.offsets.is_empty() {
             self.offsets.push(0);
         }
@@ -177,7 +177,12 @@ impl TreeBuf {
 ///
 /// Only used when the trees together need more rows than there are (`psi·n_trees > n`);
 /// otherwise each tree draws its own rows with [`sparse_sample`] and exposure is 0 or 1 anyway.
-pub(crate) fn balanced_samples(rng: &mut Xoshiro256PlusPlus, n: usize, psi: usize, n_trees: usize) -> Vec<u32> {
+pub(crate) fn balanced_samples(
+    rng: &mut Xoshiro256PlusPlus,
+    n: usize,
+    psi: usize,
+    n_trees: usize,
+) -> Vec<u32> {
     let total = psi * n_trees;
     let mut perm: Vec<u32> = (0..n as u32).collect();
     perm.shuffle(rng);
@@ -430,7 +435,13 @@ impl Builder<'_> {
     /// Draws features without replacement until one is not constant on the node's rows,
     /// like scikit-learn's random splitter; returns it with the node's min and max. The first
     /// draw uses `first` (a uniform variate) when given.
-    fn pick_feature(&mut self, lo: usize, hi: usize, features: &mut [u16], first: Option<f64>) -> Option<(u16, f32, f32)> {
+    fn pick_feature(
+        &mut self,
+        lo: usize,
+        hi: usize,
+        features: &mut [u16],
+        first: Option<f64>,
+    ) -> Option<(u16, f32, f32)> {
         let m = features.len();
         for k in 0..m {
             let j = match first {

@@ -51,7 +51,11 @@ fn parse_seeds(s: &str) -> Result<RangeInclusive<u64>, String> {
 
 /// Runs `anomalyd evaluate`.
 pub fn run(args: &EvaluateArgs) -> anyhow::Result<()> {
-    let table = read_table(&args.input.input, args.input.input_format, &args.input.selection(Some(&args.label_column)))?;
+    let table = read_table(
+        &args.input.input,
+        args.input.input_format,
+        &args.input.selection(Some(&args.label_column)),
+    )?;
     let labels = table.labels.as_ref().expect("label column selected");
     let anomalies = labels.iter().filter(|&&l| l).count();
     if anomalies == 0 || anomalies == labels.len() {
@@ -102,7 +106,8 @@ pub fn run(args: &EvaluateArgs) -> anyhow::Result<()> {
         }
         OutputFormat::Text => {
             let mut t = String::new();
-            writeln!(t, 
+            writeln!(
+                t,
                 "{}: {} rows × {} features, {anomalies} anomalies; {} trees, {} threads",
                 args.input.input,
                 table.matrix.n_rows(),
@@ -110,7 +115,11 @@ pub fn run(args: &EvaluateArgs) -> anyhow::Result<()> {
                 args.forest.trees,
                 rayon::current_num_threads()
             )?;
-            writeln!(t, "{:>6} {:>8} {:>8} {:>10} {:>10}", "seed", "roc_auc", "avg_prec", "fit_ms", "score_ms")?;
+            writeln!(
+                t,
+                "{:>6} {:>8} {:>8} {:>10} {:>10}",
+                "seed", "roc_auc", "avg_prec", "fit_ms", "score_ms"
+            )?;
             for r in &runs {
                 writeln!(t, "{:>6} {:>8.4} {:>8.4} {:>10.2} {:>10.2}", r.0, r.1, r.2, r.3, r.4)?;
             }

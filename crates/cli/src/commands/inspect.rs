@@ -55,12 +55,24 @@ pub fn run(args: &InspectArgs) -> anyhow::Result<()> {
             let mut t = String::new();
             writeln!(t, "model        {}", args.model.display())?;
             writeln!(t, "format       v{FORMAT_VERSION}, {size} bytes ({:.1} KiB)", size as f64 / 1024.0)?;
-            writeln!(t, "trees        {} ({} nodes, depth limit {})", model.n_trees(), model.n_nodes(), p.max_depth())?;
+            writeln!(
+                t,
+                "trees        {} ({} nodes, depth limit {})",
+                model.n_trees(),
+                model.n_nodes(),
+                p.max_depth()
+            )?;
             writeln!(t, "max_samples  {}", p.max_samples())?;
             writeln!(t, "max_features {} ({} per tree)", p.max_features(), p.features_per_tree())?;
-            writeln!(t, "contamination {} (anomaly when score > {:.4})", p.contamination(), model.threshold())?;
+            writeln!(
+                t,
+                "contamination {} (anomaly when score > {:.4})",
+                p.contamination(),
+                model.threshold()
+            )?;
             writeln!(t, "seed         {}", p.seed())?;
-            writeln!(t, 
+            writeln!(
+                t,
                 "training     {} rows, {} calibration rows, confidence {:.2}",
                 model.n_train(),
                 model.calibration().len(),

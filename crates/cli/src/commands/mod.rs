@@ -69,8 +69,8 @@ impl InputArgs {
 
 /// Loads a model file; every failure names the file.
 pub fn load_model(path: &Path) -> anyhow::Result<IsolationForest> {
-    let bytes = std::fs::read(path)
-        .map_err(|e| InputError(format!("{}: cannot read model: {e}", path.display())))?;
+    let bytes =
+        std::fs::read(path).map_err(|e| InputError(format!("{}: cannot read model: {e}", path.display())))?;
     IsolationForest::from_bytes(&bytes).map_err(|e| InputError(format!("{}: {e}", path.display())).into())
 }
 
@@ -85,6 +85,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
         std::process::id()
     ));
     std::fs::write(&tmp, bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("cannot move model into place at {}", path.display()))?;
+    std::fs::rename(&tmp, path)
+        .with_context(|| format!("cannot move model into place at {}", path.display()))?;
     Ok(())
 }

@@ -55,11 +55,12 @@ pub fn run(args: &ScoreArgs) -> anyhow::Result<()> {
         ))
         .into());
     }
-    let format = args.format.unwrap_or(if args.output.ends_with(".ndjson") || args.output.ends_with(".jsonl") {
-        RowFormat::Ndjson
-    } else {
-        RowFormat::Csv
-    });
+    let format =
+        args.format.unwrap_or(if args.output.ends_with(".ndjson") || args.output.ends_with(".jsonl") {
+            RowFormat::Ndjson
+        } else {
+            RowFormat::Csv
+        });
     let sink: Box<dyn Write> = if args.output == "-" {
         Box::new(io::stdout().lock())
     } else {
@@ -75,7 +76,11 @@ pub fn run(args: &ScoreArgs) -> anyhow::Result<()> {
     let explain = args.explain.then_some(args.top);
     for start in (0..n).step_by(BATCH_ROWS) {
         let end = (start + BATCH_ROWS).min(n);
-        let chunk = anomalyd_engine::Matrix::new(table.matrix.as_slice()[start * d..end * d].to_vec(), d, &table.names)?;
+        let chunk = anomalyd_engine::Matrix::new(
+            table.matrix.as_slice()[start * d..end * d].to_vec(),
+            d,
+            &table.names,
+        )?;
         for a in model.assess(&chunk, explain)? {
             write_row(&mut out, &a, format, args.explain)?;
         }

@@ -29,7 +29,11 @@ pub struct TrainArgs {
 
 /// Runs `anomalyd train`.
 pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
-    let table = read_table(&args.input.input, args.input.input_format, &args.input.selection(args.label_column.as_deref()))?;
+    let table = read_table(
+        &args.input.input,
+        args.input.input_format,
+        &args.input.selection(args.label_column.as_deref()),
+    )?;
     let spinner = progress::spinner("training");
     let start = Instant::now();
     let model = IsolationForest::fit(&table.matrix, table.names, &args.forest.params(args.seed))?;

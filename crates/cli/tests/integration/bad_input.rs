@@ -17,16 +17,28 @@ fn empty_file() {
 fn ragged_csv_row() {
     let dir = tempfile::tempdir().unwrap();
     let f = write(dir.path(), "ragged.csv", b"a,b,c\n1,2,3\n4,5\n6,7,8\n");
-    input_error(&["train", "-i", &f, "-o", "/dev/null"], None, &["ragged.csv", "row 2", "expected 3 fields", "found 2"]);
+    input_error(
+        &["train", "-i", &f, "-o", "/dev/null"],
+        None,
+        &["ragged.csv", "row 2", "expected 3 fields", "found 2"],
+    );
 }
 
 #[test]
 fn text_in_a_numeric_column() {
     let dir = tempfile::tempdir().unwrap();
     let f = write(dir.path(), "text.csv", b"a,b\n1,2\n3,oops\n");
-    input_error(&["train", "-i", &f, "-o", "/dev/null"], None, &["text.csv", "row 2", "column `b`", "`oops` is not a number"]);
+    input_error(
+        &["train", "-i", &f, "-o", "/dev/null"],
+        None,
+        &["text.csv", "row 2", "column `b`", "`oops` is not a number"],
+    );
     let f = write(dir.path(), "text.ndjson", b"{\"a\":1,\"b\":2}\n{\"a\":true,\"b\":2}\n");
-    input_error(&["train", "-i", &f, "-o", "/dev/null"], None, &["text.ndjson", "row 2", "column `a`", "expected a number"]);
+    input_error(
+        &["train", "-i", &f, "-o", "/dev/null"],
+        None,
+        &["text.ndjson", "row 2", "column `a`", "expected a number"],
+    );
     let f = write(dir.path(), "broken.ndjson", b"{\"a\":1}\n{\"a\":\n");
     input_error(&["train", "-i", &f, "-o", "/dev/null"], None, &["broken.ndjson", "row 2", "malformed JSON"]);
 }
@@ -35,11 +47,21 @@ fn text_in_a_numeric_column() {
 fn infinity_is_rejected_and_nan_is_missing() {
     let dir = tempfile::tempdir().unwrap();
     let f = write(dir.path(), "inf.csv", b"a,b\n1,2\n3,inf\n");
-    input_error(&["train", "-i", &f, "-o", "/dev/null"], None, &["inf.csv", "row 2", "column `b`", "infinite"]);
+    input_error(
+        &["train", "-i", &f, "-o", "/dev/null"],
+        None,
+        &["inf.csv", "row 2", "column `b`", "infinite"],
+    );
     let f = write(dir.path(), "big.csv", b"a,b\n1,2\n3,1e39\n");
-    input_error(&["train", "-i", &f, "-o", "/dev/null"], None, &["big.csv", "row 2", "column `b`", "f32 range"]);
+    input_error(
+        &["train", "-i", &f, "-o", "/dev/null"],
+        None,
+        &["big.csv", "row 2", "column `b`", "f32 range"],
+    );
     // NaN and empty cells are missing values: training succeeds and scores are finite.
-    let rows: String = (0..200).map(|i| format!("{},{}\n", i % 17, if i % 5 == 0 { "NaN".to_string() } else { (i % 7).to_string() })).collect();
+    let rows: String = (0..200)
+        .map(|i| format!("{},{}\n", i % 17, if i % 5 == 0 { "NaN".to_string() } else { (i % 7).to_string() }))
+        .collect();
     let f = write(dir.path(), "nan.csv", format!("a,b\n{rows},\n").as_bytes());
     let model = dir.path().join("nan.adm");
     ok(&["train", "-i", &f, "-o", model.to_str().unwrap()]);
@@ -53,8 +75,16 @@ fn infinity_is_rejected_and_nan_is_missing() {
 fn unknown_feature_and_label_names() {
     let input = testdata().join("odds/glass.csv");
     let input = input.to_str().unwrap();
-    input_error(&["train", "-i", input, "--features", "f0,nope", "-o", "/dev/null"], None, &["glass.csv", "unknown feature `nope`", "columns are: f0"]);
-    input_error(&["train", "-i", input, "--label-column", "target", "-o", "/dev/null"], None, &["label column `target` not found"]);
+    input_error(
+        &["train", "-i", input, "--features", "f0,nope", "-o", "/dev/null"],
+        None,
+        &["glass.csv", "unknown feature `nope`", "columns are: f0"],
+    );
+    input_error(
+        &["train", "-i", input, "--label-column", "target", "-o", "/dev/null"],
+        None,
+        &["label column `target` not found"],
+    );
     input_error(
         &["evaluate", "-i", input, "--label-column", "f0"],
         None,
@@ -70,7 +100,11 @@ fn wrong_feature_count_at_scoring() {
     let f = write(dir.path(), "short.csv", b"f0,f1,f2,f3,f4,f5,f6,f7\n1,1,1,1,1,1,1,1\n");
     input_error(&["score", "-m", &model, "-i", &f], None, &["short.csv", "unknown feature `f8`"]);
     let f = write(dir.path(), "few.csv", b"f0,f1\n1,1\n");
-    input_error(&["score", "-m", &model, "-i", &f, "--features", "f0,f1"], None, &["expects 9 features, 2 were selected"]);
+    input_error(
+        &["score", "-m", &model, "-i", &f, "--features", "f0,f1"],
+        None,
+        &["expects 9 features, 2 were selected"],
+    );
 }
 
 #[test]
@@ -89,7 +123,11 @@ fn corrupt_truncated_and_foreign_model_files() {
     input_error(&["score", "-m", &corrupt, "-i", input], None, &["corrupt.adm", "corrupt", "checksum"]);
     let foreign = write(dir.path(), "foreign.adm", b"PK\x03\x04 this is a zip file");
     input_error(&["inspect", &foreign], None, &["foreign.adm", "not an anomalyd model"]);
-    input_error(&["inspect", "/nonexistent/model.adm"], None, &["/nonexistent/model.adm", "cannot read model"]);
+    input_error(
+        &["inspect", "/nonexistent/model.adm"],
+        None,
+        &["/nonexistent/model.adm", "cannot read model"],
+    );
 }
 
 #[test]

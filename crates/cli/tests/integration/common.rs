@@ -60,8 +60,17 @@ pub fn small_model(dir: &Path) -> String {
     let model = dir.join("m.adm");
     let input = testdata().join("odds/breastw.csv");
     ok(&[
-        "train", "--input", input.to_str().unwrap(), "--label-column", "label", "--trees", "50", "--seed", "3",
-        "--output", model.to_str().unwrap(),
+        "train",
+        "--input",
+        input.to_str().unwrap(),
+        "--label-column",
+        "label",
+        "--trees",
+        "50",
+        "--seed",
+        "3",
+        "--output",
+        model.to_str().unwrap(),
     ]);
     model.to_str().unwrap().to_string()
 }

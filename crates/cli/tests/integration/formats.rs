@@ -23,7 +23,8 @@ fn write_parquet(path: &std::path::Path, header: &[String], rows: &[Vec<f64>]) {
     let fields: String = header.iter().map(|h| format!("REQUIRED DOUBLE {h}; ")).collect();
     let schema = Arc::new(parse_message_type(&format!("message m {{ {fields} }}")).unwrap());
     let file = std::fs::File::create(path).unwrap();
-    let mut writer = SerializedFileWriter::new(file, schema, Arc::new(WriterProperties::builder().build())).unwrap();
+    let mut writer =
+        SerializedFileWriter::new(file, schema, Arc::new(WriterProperties::builder().build())).unwrap();
     let mut group = writer.next_row_group().unwrap();
     let mut c = 0;
     while let Some(mut col) = group.next_column().unwrap() {
@@ -47,7 +48,8 @@ fn every_input_format_scores_identically() {
     assert_eq!(scores(&reference).len(), rows.len());
 
     let gz = dir.path().join("b.csv.gz");
-    let mut enc = flate2::write::GzEncoder::new(std::fs::File::create(&gz).unwrap(), flate2::Compression::default());
+    let mut enc =
+        flate2::write::GzEncoder::new(std::fs::File::create(&gz).unwrap(), flate2::Compression::default());
     enc.write_all(&csv).unwrap();
     enc.finish().unwrap();
     assert_eq!(ok(&["score", "-m", &model, "-i", gz.to_str().unwrap()]), reference, "gzip CSV");

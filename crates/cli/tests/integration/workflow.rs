@@ -6,7 +6,8 @@ use crate::common::*;
 fn train_inspect_score_explain() {
     let dir = tempfile::tempdir().unwrap();
     let model = small_model(dir.path());
-    let info: serde_json::Value = serde_json::from_str(&ok(&["inspect", &model, "--format", "json"])).unwrap();
+    let info: serde_json::Value =
+        serde_json::from_str(&ok(&["inspect", &model, "--format", "json"])).unwrap();
     assert_eq!(info["trees"], 50);
     assert_eq!(info["max_samples"], 256);
     assert_eq!(info["features"].as_array().unwrap().len(), 9);
@@ -18,12 +19,8 @@ fn train_inspect_score_explain() {
     let out = ok(&["score", "-m", &model, "-i", input.to_str().unwrap(), "--explain", "--top", "2"]);
     let mut lines = out.lines();
     assert_eq!(lines.next().unwrap(), "anomaly_score,is_anomaly,grade,severity,top_features");
-    let labels: Vec<bool> = std::fs::read_to_string(&input)
-        .unwrap()
-        .lines()
-        .skip(1)
-        .map(|l| l.ends_with(",1"))
-        .collect();
+    let labels: Vec<bool> =
+        std::fs::read_to_string(&input).unwrap().lines().skip(1).map(|l| l.ends_with(",1")).collect();
     let mut scores = Vec::new();
     for line in lines {
         let cols: Vec<&str> = line.split(',').collect();
@@ -75,8 +72,19 @@ fn same_seed_same_model_on_one_and_two_threads() {
     for threads in ["1", "2"] {
         let m = dir.path().join(format!("m{threads}.adm"));
         ok(&[
-            "--threads", threads, "train", "-i", input.to_str().unwrap(), "--label-column", "label", "--trees", "300",
-            "--seed", "11", "-o", m.to_str().unwrap(),
+            "--threads",
+            threads,
+            "train",
+            "-i",
+            input.to_str().unwrap(),
+            "--label-column",
+            "label",
+            "--trees",
+            "300",
+            "--seed",
+            "11",
+            "-o",
+            m.to_str().unwrap(),
         ]);
         models.push(std::fs::read(m).unwrap());
     }
@@ -86,7 +94,17 @@ fn same_seed_same_model_on_one_and_two_threads() {
 #[test]
 fn evaluate_reports_auc_ap_and_timings_per_seed() {
     let input = testdata().join("odds/breastw.csv");
-    let out = ok(&["evaluate", "-i", input.to_str().unwrap(), "--label-column", "label", "--seeds", "0..2", "--format", "json"]);
+    let out = ok(&[
+        "evaluate",
+        "-i",
+        input.to_str().unwrap(),
+        "--label-column",
+        "label",
+        "--seeds",
+        "0..2",
+        "--format",
+        "json",
+    ]);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     let seeds = v["seeds"].as_array().unwrap();
     assert_eq!(seeds.len(), 3);

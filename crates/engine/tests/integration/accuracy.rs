@@ -42,7 +42,10 @@ fn roc_auc_within_001_of_scikit_learn_on_every_odds_set() {
     let mut report = String::new();
     for (name, sk) in &sets {
         let ours = mean_auc(name, 0..5);
-        report.push_str(&format!("{name:18} seeds 0..4: ours {ours:.4} sklearn {sk:.4} diff {:+.4}", ours - sk));
+        report.push_str(&format!(
+            "{name:18} seeds 0..4: ours {ours:.4} sklearn {sk:.4} diff {:+.4}",
+            ours - sk
+        ));
         if ours < sk - 0.01 {
             let sk40 = noise[name]["sklearn_mean"].as_f64().unwrap();
             let seeds = noise[name]["seeds"].as_u64().unwrap();
@@ -53,7 +56,9 @@ fn roc_auc_within_001_of_scikit_learn_on_every_odds_set() {
                 ours40 - sk40
             ));
             if ours40 < sk40 - 0.01 {
-                failures.push(format!("{name}: {ours:.4} < {sk:.4} - 0.01 and over {seeds} seeds {ours40:.4} < {sk40:.4} - 0.01"));
+                failures.push(format!(
+                    "{name}: {ours:.4} < {sk:.4} - 0.01 and over {seeds} seeds {ours40:.4} < {sk40:.4} - 0.01"
+                ));
             }
         }
         report.push('\n');

@@ -49,7 +49,5 @@ pub fn baseline() -> Vec<(String, f64)> {
     let text = std::fs::read_to_string(testdata().join("odds/baseline.json")).unwrap();
     let json: serde_json::Value = serde_json::from_str(&text).unwrap();
     let sets = json["datasets"].as_object().unwrap();
-    sets.iter()
-        .map(|(k, v)| (k.clone(), v["sk100"]["roc_auc_mean"].as_f64().unwrap()))
-        .collect()
+    sets.iter().map(|(k, v)| (k.clone(), v["sk100"]["roc_auc_mean"].as_f64().unwrap())).collect()
 }

@@ -28,7 +28,9 @@ fn numpy_quantile(mut v: Vec<f32>, q: f64) -> f32 {
 fn the_planted_feature_leads_the_explanation_with_its_direction() {
     for (feature, value, direction) in [(2, 60.0, Direction::Above), (1, -50.0, Direction::Below)] {
         let (m, names) = planted(feature, value);
-        let model = IsolationForest::fit(&m, names, &ForestParams { n_trees: 200, seed: 1, ..Default::default() }).unwrap();
+        let model =
+            IsolationForest::fit(&m, names, &ForestParams { n_trees: 200, seed: 1, ..Default::default() })
+                .unwrap();
         let (_, all) = model.explain_row(m.row(0), 4).unwrap();
         let total: f32 = all.iter().map(|a| a.weight).sum();
         assert!((total - 1.0).abs() < 1e-4, "weights sum to 1, got {total}");
@@ -48,7 +50,8 @@ fn the_planted_feature_leads_the_explanation_with_its_direction() {
 #[test]
 fn assess_labels_grades_and_explains_in_one_pass() {
     let (train, names) = planted(0, 5.0);
-    let model = IsolationForest::fit(&train, names.clone(), &ForestParams { seed: 3, ..Default::default() }).unwrap();
+    let model =
+        IsolationForest::fit(&train, names.clone(), &ForestParams { seed: 3, ..Default::default() }).unwrap();
     // Training rows plus one unseen row far outside the training range in every feature.
     let mut rows = train.as_slice().to_vec();
     rows.extend_from_slice(&[100.0, -90.0, 80.0, 70.0]);

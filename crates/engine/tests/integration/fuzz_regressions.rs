@@ -46,8 +46,8 @@ fn replay(bytes: &[u8], expect: Expect) -> Result<(), String> {
             let zeros = vec![0f32; model.n_features()];
             model.score_row(&zeros).map_err(|e| format!("cannot score a row of zeros: {e}"))?;
             let encoded = model.to_bytes();
-            let reloaded =
-                IsolationForest::from_bytes(&encoded).map_err(|e| format!("re-encoded bytes are refused: {e}"))?;
+            let reloaded = IsolationForest::from_bytes(&encoded)
+                .map_err(|e| format!("re-encoded bytes are refused: {e}"))?;
             if reloaded != model {
                 return Err("re-encoded model differs from the loaded one".into());
             }

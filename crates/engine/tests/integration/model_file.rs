@@ -6,7 +6,12 @@ use crate::data::{odds, testdata};
 
 fn small_model() -> IsolationForest {
     let data = odds("glass");
-    IsolationForest::fit(&data.matrix, data.names, &ForestParams { n_trees: 20, seed: 1, ..Default::default() }).unwrap()
+    IsolationForest::fit(
+        &data.matrix,
+        data.names,
+        &ForestParams { n_trees: 20, seed: 1, ..Default::default() },
+    )
+    .unwrap()
 }
 
 #[test]
@@ -47,7 +52,10 @@ fn every_truncation_is_a_clear_error() {
         let err = IsolationForest::from_bytes(&bytes[..len]).unwrap_err();
         let msg = err.to_string();
         assert!(
-            matches!(err, EngineError::Model(ModelFormatError::Truncated { .. } | ModelFormatError::BadMagic)),
+            matches!(
+                err,
+                EngineError::Model(ModelFormatError::Truncated { .. } | ModelFormatError::BadMagic)
+            ),
             "length {len}: {msg}"
         );
     }
