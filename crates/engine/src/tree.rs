@@ -66,7 +66,7 @@ pub(crate) struct Trees {
 /// and the feature pre-multiplied by the kernel's lane count, so a step is a load, an
 /// integer compare and an add-with-carry.
 #[derive(Debug, Clone, Copy, PartialEq)]
-#[repr(C)]
+#[repr(C, align(8))]
 pub(crate) struct KeyNode {
     pub key: u32,
     pub offset: u16,
