@@ -17,7 +17,7 @@ use crate::tree::{Trees, average_path_length, balanced_samples, build_tree, root
 const CHUNK_ROWS: usize = 512;
 /// Batches up to this size are scored on the calling thread: splitting them costs more
 /// than it saves.
-const SEQUENTIAL_ROWS: usize = 2 * BLOCK;
+const SEQUENTIAL_ROWS: usize = 32;
 
 /// A fitted Isolation Forest with its calibration and training statistics.
 #[derive(Debug, Clone, PartialEq)]
@@ -226,7 +226,7 @@ impl IsolationForest {
             score_chunk(data.as_slice(), &mut out);
         } else {
             // A few chunks per thread balance the load; whole blocks keep the kernel full.
-            let chunk = n.div_ceil(4 * threads).next_multiple_of(BLOCK).min(CHUNK_ROWS);
+            let chunk = n.div_ceil(4 * threads).next_multiple_of(16).min(CHUNK_ROWS);
             data.as_slice()
                 .par_chunks(chunk * d)
                 .zip(out.par_chunks_mut(chunk))

@@ -9,7 +9,7 @@
 use crate::tree::{Trees, f32_key};
 
 /// Rows walked together through a tree.
-pub(crate) const BLOCK: usize = 16;
+pub(crate) const BLOCK: usize = 64;
 /// Rows whose walks are interleaved in registers inside a block.
 pub(crate) const LANES: usize = 16;
 
@@ -21,57 +21,62 @@ pub(crate) fn path_sums_block(trees: &Trees, rows: &[f32], d: usize, out: &mut [
     if rows.iter().any(|v| v.is_nan()) {
         return path_sums_block_nan(trees, rows, d, out);
     }
-    // Feature-major copy of LANES rows: lane r of feature f sits at `f * LANES + r`, so all
-    // lanes address one buffer with constant offsets and no per-lane row pointer.
-    let mut cols = vec![0u32; d * LANES];
-    for (lane_rows, lane_out) in rows.chunks(LANES * d).zip(out.chunks_mut(LANES)) {
-        let k = lane_out.len();
+    // Feature-major copies of each group of LANES rows: lane r of feature f sits at
+    // `f * LANES + r`, so all lanes address one buffer with constant offsets. A short last
+    // group is padded with copies of its first row.
+    let groups = nb.div_ceil(LANES);
+    let mut cols = vec![0u32; groups * d * LANES];
+    for (g, group_cols) in cols.chunks_mut(d * LANES).enumerate() {
+        let first = g * LANES;
+        let k = (nb - first).min(LANES);
         for r in 0..LANES {
-            // A short tail is padded with copies of its first row.
-            let row = &lane_rows[if r < k { r * d } else { 0 }..][..d];
-            for (f, &v) in row.iter().enumerate() {
-                cols[f * LANES + r] = f32_key(v);
+            let row = first + if r < k { r } else { 0 };
+            for (f, &v) in rows[row * d..(row + 1) * d].iter().enumerate() {
+                group_cols[f * LANES + r] = f32_key(v);
             }
         }
-        let mut tmp = [0f32; LANES];
-        lanes_full(trees, &cols, &mut tmp);
-        lane_out.copy_from_slice(&tmp[..k]);
+    }
+    let mut acc = [[0f32; LANES]; BLOCK / LANES];
+    // Tree-major: a tree's nodes stay in L1 while every group walks it.
+    for t in 0..trees.n_trees() {
+        for (group_cols, group_acc) in cols.chunks(d * LANES).zip(acc.iter_mut()) {
+            walk_lanes(trees, t, group_cols, group_acc);
+        }
+    }
+    for (o, a) in out.iter_mut().zip(acc.iter().flatten()) {
+        *o = *a;
     }
 }
 
-/// Walks exactly [`LANES`] rows, given feature-major in `cols`, through every tree; their
-/// node indices stay in registers.
-fn lanes_full(trees: &Trees, cols: &[u32], out: &mut [f32; LANES]) {
-    let mut acc = [0f32; LANES];
+/// Walks [`LANES`] rows, given feature-major in `cols`, through tree `t` and adds their path
+/// lengths to `acc`; the node indices stay in registers.
+#[inline(always)]
+fn walk_lanes(trees: &Trees, t: usize, cols: &[u32], acc: &mut [f32; LANES]) {
     let col_ptr = cols.as_ptr();
-    for t in 0..trees.n_trees() {
-        let range = trees.tree_range(t);
-        let nodes = &trees.keyed[range.clone()];
-        let values = &trees.values[range];
-        let node_ptr = nodes.as_ptr() as *const u64;
-        let mut idx = [0usize; LANES];
-        for _ in 0..trees.depths[t] {
-            for (r, i) in idx.iter_mut().enumerate() {
-                // SAFETY: the model invariants (checked by the builder and by the loader)
-                // make every child index of a node < nodes.len() and every feature < d, and
-                // `cols` holds d × LANES keys (the caller sizes it from the model's width);
-                // `offset` is feature × LANES. `KeyNode` is repr(C, align(8)): key in bits
-                // 0..32, offset in 32..48, left in 48..64 of a little-endian u64.
-                unsafe {
-                    // One 8-byte load per node instead of three narrow ones (volatile keeps
-                    // LLVM from splitting it): with 16 walks in flight, load ports bound
-                    // this loop, not ALUs.
-                    let n = std::ptr::read_volatile(node_ptr.add(*i));
-                    let x = *col_ptr.add(((n >> 32) & 0xFFFF) as usize + r);
-                    *i = (n >> 48) as usize + (x > n as u32) as usize;
-                }
+    let range = trees.tree_range(t);
+    let nodes = &trees.keyed[range.clone()];
+    let values = &trees.values[range];
+    let node_ptr = nodes.as_ptr() as *const u64;
+    let mut idx = [0usize; LANES];
+    for _ in 0..trees.depths[t] {
+        for (r, i) in idx.iter_mut().enumerate() {
+            // SAFETY: the model invariants (checked by the builder and by the loader) make
+            // every child index of a node < nodes.len() and every feature < d, and `cols`
+            // holds d × LANES keys (sized from the model's width); `offset` is feature ×
+            // LANES. `KeyNode` is repr(C, align(8)): key in bits 0..32, offset in 32..48,
+            // left in 48..64 of a little-endian u64.
+            unsafe {
+                // One 8-byte load per node instead of three narrow ones (volatile keeps LLVM
+                // from splitting it): with 16 walks in flight, load ports bound this loop.
+                let n = std::ptr::read_volatile(node_ptr.add(*i));
+                let x = *col_ptr.add(((n >> 32) & 0xFFFF) as usize + r);
+                *i = (n >> 48) as usize + (x > n as u32) as usize;
             }
         }
-        for (a, &i) in acc.iter_mut().zip(&idx) {
-            *a += values[i];
-        }
     }
-    *out = acc;
+    for (a, &i) in acc.iter_mut().zip(&idx) {
+        *a += values[i];
+    }
 }
 
 fn path_sums_block_nan(trees: &Trees, rows: &[f32], d: usize, out: &mut [f32]) {
