@@ -225,8 +225,8 @@ impl IsolationForest {
         if n <= SEQUENTIAL_ROWS || threads == 1 {
             score_chunk(data.as_slice(), &mut out);
         } else {
-            // A few chunks per thread balance the load; whole blocks keep the kernel full.
-            let chunk = n.div_ceil(4 * threads).next_multiple_of(16).min(CHUNK_ROWS);
+            // A few chunks per thread balance the load; whole lane groups keep the kernel full.
+            let chunk = n.div_ceil(4 * threads).next_multiple_of(score::LANES).min(CHUNK_ROWS);
             data.as_slice()
                 .par_chunks(chunk * d)
                 .zip(out.par_chunks_mut(chunk))

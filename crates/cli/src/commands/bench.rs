@@ -71,10 +71,28 @@ pub struct BenchArgs {
     row_calls: usize,
 }
 
-/// Timings of one measurement, in seconds.
+/// Timings of one measurement, in seconds, and the process CPU time spent over its timed
+/// calls (to tell whether the requested threads really got a core each on a busy machine).
 #[derive(Debug, Clone)]
 struct Stats {
     samples: Vec<f64>,
+    /// Process CPU seconds (all threads) over the timed calls, when /proc is readable.
+    cpu_s: Option<f64>,
+    /// Wall seconds of the whole timed loop.
+    wall_s: f64,
+}
+
+/// CPU seconds consumed so far by this process, all threads including exited ones: `utime +
+/// stime` of `/proc/self/stat`, in clock ticks of 1/100 s (Linux's USER_HZ on x86-64 and
+/// arm64). `None` where /proc is absent.
+fn process_cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the parenthesised command name: state is field 3, utime 14, stime 15.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let mut fields = rest.split_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some((utime + stime) as f64 / 100.0)
 }
 
 impl Stats {
@@ -86,6 +104,14 @@ impl Stats {
         s[lo] + (s[hi] - s[lo]) * (pos - lo as f64)
     }
 
+    fn cores_busy(&self) -> Option<f64> {
+        self.cpu_s.map(|c| c / self.wall_s)
+    }
+
+    fn cores_note(&self) -> String {
+        self.cores_busy().map(|c| format!(" ({c:.2} cores busy)")).unwrap_or_default()
+    }
+
     fn json(&self) -> Value {
         let n = self.samples.len();
         json!({
@@ -95,6 +121,9 @@ impl Stats {
             "p99_s": self.quantile(0.99),
             "mean_s": self.samples.iter().sum::<f64>() / n as f64,
             "repeats": n,
+            // Process CPU time over the loop's wall time: about 1 per busy thread; below the
+            // thread count when other processes took the cores.
+            "cores_busy": self.cores_busy(),
         })
     }
 }
@@ -113,6 +142,7 @@ impl Policy {
     fn measure<T>(&self, mut f: impl FnMut(usize) -> T) -> Stats {
         black_box(f(0));
         let mut samples = Vec::new();
+        let cpu0 = process_cpu_seconds();
         let start = Instant::now();
         let mut i = 1;
         while samples.len() < self.min_repeat
@@ -123,7 +153,9 @@ impl Policy {
             samples.push(t.elapsed().as_secs_f64());
             i += 1;
         }
-        Stats { samples }
+        let wall_s = start.elapsed().as_secs_f64();
+        let cpu_s = cpu0.zip(process_cpu_seconds()).map(|(a, b)| b - a);
+        Stats { samples, cpu_s, wall_s }
     }
 }
 
@@ -159,11 +191,16 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         }
         None => None,
     };
-    if args.thread_counts.iter().any(|&t| t == 0) {
+    if args.thread_counts.contains(&0) {
         bail!("--thread-counts: every count must be at least 1");
     }
     let names: Vec<String> = (0..d).map(|i| format!("f{i}")).collect();
-    let params = ForestParams { n_trees: args.trees, max_samples: Some(args.max_samples), seed: args.seed, ..Default::default() };
+    let params = ForestParams {
+        n_trees: args.trees,
+        max_samples: Some(args.max_samples),
+        seed: args.seed,
+        ..Default::default()
+    };
     let policy = Policy {
         min_repeat: args.min_repeat.max(1),
         max_repeat: args.max_repeat.max(args.min_repeat.max(1)),
@@ -205,8 +242,9 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
             let actual_threads = rayon::current_num_threads();
             let mut fits = Vec::new();
             for (n, data) in &fit_sets {
-                let st = policy.measure(|_| IsolationForest::fit(data, names.clone(), &params).expect("valid fit"));
-                eprintln!("  fit {n:>9} rows: median {:.3} ms", st.quantile(0.5) * 1e3);
+                let st = policy
+                    .measure(|_| IsolationForest::fit(data, names.clone(), &params).expect("valid fit"));
+                eprintln!("  fit {n:>9} rows: median {:.3} ms{}", st.quantile(0.5) * 1e3, st.cores_note());
                 fits.push(json!({"rows": n, "stats": st.json()}));
             }
 
@@ -222,22 +260,30 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
                     black_box(model.score_row(r)?);
                 }
                 let mut samples = Vec::with_capacity(args.row_calls.max(1));
+                let cpu0 = process_cpu_seconds();
+                let start = Instant::now();
                 for i in 0..args.row_calls.max(1) {
                     let r = rows[i % rows.len()];
                     let t = Instant::now();
                     black_box(model.score_row(black_box(r))?);
                     samples.push(t.elapsed().as_secs_f64());
                 }
-                let st = Stats { samples };
+                let wall_s = start.elapsed().as_secs_f64();
+                let cpu_s = cpu0.zip(process_cpu_seconds()).map(|(a, b)| b - a);
+                let st = Stats { samples, cpu_s, wall_s };
                 let t = Instant::now();
                 let bulk_calls = args.row_calls.max(1);
                 for i in 0..bulk_calls {
                     black_box(model.score_row(black_box(rows[i % rows.len()]))?);
                 }
                 let bulk_mean = t.elapsed().as_secs_f64() / bulk_calls as f64;
-                let one_row_mats: Vec<Matrix> =
-                    rows.iter().take(64).map(|r| Matrix::new(r.to_vec(), d, &[])).collect::<Result<_, _>>()?;
-                let st_samples = policy.measure(|i| model.score_samples(&one_row_mats[i % one_row_mats.len()]).expect("width"));
+                let one_row_mats: Vec<Matrix> = rows
+                    .iter()
+                    .take(64)
+                    .map(|r| Matrix::new(r.to_vec(), d, &[]))
+                    .collect::<Result<_, _>>()?;
+                let st_samples = policy
+                    .measure(|i| model.score_samples(&one_row_mats[i % one_row_mats.len()]).expect("width"));
                 eprintln!(
                     "  score_row       1 row : median {:.2} µs (bulk mean {:.2} µs, score_samples {:.2} µs)",
                     st.quantile(0.5) * 1e6,
@@ -254,7 +300,11 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
             }
             for (n, mats) in &batch_sets {
                 let st = policy.measure(|i| model.score_samples(&mats[i % mats.len()]).expect("width"));
-                eprintln!("  score_samples {n:>9} rows: median {:.3} ms", st.quantile(0.5) * 1e3);
+                eprintln!(
+                    "  score_samples {n:>9} rows: median {:.3} ms{}",
+                    st.quantile(0.5) * 1e3,
+                    st.cores_note()
+                );
                 scores.push(json!({"rows": n, "method": "score_samples", "stats": st.json()}));
             }
             if let (Some(labels), Some((n, mats))) = (&labels, batch_sets.iter().max_by_key(|(n, _)| *n)) {
