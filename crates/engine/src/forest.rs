@@ -75,6 +75,7 @@ impl IsolationForest {
         let balanced = (p.max_samples * p.n_trees > data.n_rows())
             .then(|| balanced_samples(&mut rest, data.n_rows(), p.max_samples, p.n_trees));
         let roots = root_plans(&mut rest, p.n_trees, p.features_per_tree);
+        let c_table: Vec<f64> = (0..=p.max_samples).map(average_path_length).collect();
         rest.jump();
         let built: Vec<_> = streams
             .into_par_iter()
@@ -90,12 +91,12 @@ impl IsolationForest {
                         &own[..]
                     }
                 };
-                build_tree(data, rows, root, &p, &mut rng)
+                build_tree(data, rows, root, &p, &c_table, &mut rng)
             })
             .collect();
-        let mut trees = Trees::default();
-        for t in built {
-            trees.push(&t);
+        let mut trees = Trees::with_capacity(built.len(), built.iter().map(|t| t.nodes.len()).sum());
+        for t in &built {
+            trees.push(t);
         }
         let mut forest = IsolationForest {
             params: p,

@@ -39,11 +39,6 @@ pub fn average_path_length(n: usize) -> f64 {
     }
 }
 
-/// The value a row collects when it ends in a leaf at `depth` that held `count` training rows.
-pub(crate) fn leaf_value(depth: usize, count: usize) -> f32 {
-    (depth as f64 + average_path_length(count)) as f32
-}
-
 /// All trees of a forest, concatenated.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub(crate) struct Trees {
@@ -82,6 +77,21 @@ pub(crate) fn f32_key(v: f32) -> u32 {
 }
 
 impl Trees {
+    /// Empty storage with room for `n_trees` trees of `n_nodes` nodes in all.
+    pub fn with_capacity(n_trees: usize, n_nodes: usize) -> Self {
+        let mut offsets = Vec::with_capacity(n_trees + 1);
+        offsets.push(0);
+        Trees {
+            nodes: Vec::with_capacity(n_nodes),
+            values: Vec::with_capacity(n_nodes),
+            counts: Vec::with_capacity(n_nodes),
+            nan_right: Vec::with_capacity(n_nodes),
+            offsets,
+            depths: Vec::with_capacity(n_trees),
+            keyed: Vec::with_capacity(n_nodes),
+        }
+    }
+
     pub fn n_trees(&self) -> usize {
         self.depths.len()
     }
@@ -141,8 +151,13 @@ impl TreeBuf {
     }
 
     pub fn set_leaf(&mut self, i: usize, depth: usize, count: usize) {
+        self.set_leaf_with(i, depth, count, average_path_length(count));
+    }
+
+    /// [`TreeBuf::set_leaf`] with `c(count)` already known (the builder tabulates it).
+    pub fn set_leaf_with(&mut self, i: usize, depth: usize, count: usize, c: f64) {
         self.nodes[i] = Node { threshold: f32::INFINITY, feature: 0, left: i as u16 };
-        self.values[i] = leaf_value(depth, count);
+        self.values[i] = (depth as f64 + c) as f32;
         self.counts[i] = count as u32;
         self.depth = self.depth.max(depth as u8);
     }
@@ -287,6 +302,7 @@ pub(crate) fn build_tree(
     rows: &[u32],
     root: RootPlan,
     p: &ValidParams,
+    c_table: &[f64],
     rng: &mut Xoshiro256PlusPlus,
 ) -> TreeBuf {
     let psi = p.max_samples;
@@ -333,6 +349,7 @@ pub(crate) fn build_tree(
         order: (0..psi as u32).collect(),
         tree: TreeBuf::with_root(),
         root: Some(root),
+        c_table,
     };
     builder.grow(0, 0, psi, 0, &mut features);
     builder.tree.sum_counts();
@@ -353,18 +370,20 @@ struct Builder<'a> {
     tree: TreeBuf,
     /// Variates for the root split; taken (once) by the first split.
     root: Option<RootPlan>,
+    /// `c(n)` for n = 0..=psi, so leaves need no logarithm.
+    c_table: &'a [f64],
 }
 
 impl Builder<'_> {
     fn grow(&mut self, node: usize, lo: usize, hi: usize, depth: usize, features: &mut [u16]) {
         let n = hi - lo;
         if depth >= self.max_depth || n <= 1 {
-            self.tree.set_leaf(node, depth, n);
+            self.tree.set_leaf_with(node, depth, n, self.c_table[n]);
             return;
         }
         let plan = self.root.take();
         let Some((feature, min, max)) = self.pick_feature(lo, hi, features, plan.map(|r| r.feature)) else {
-            self.tree.set_leaf(node, depth, n);
+            self.tree.set_leaf_with(node, depth, n, self.c_table[n]);
             return;
         };
         // Uniform threshold in [min, max); rounding to f32 may reach max, which would leave the
