@@ -29,7 +29,12 @@ const EXIT_FAILURE: u8 = 1;
                   magnitude faster, scores and explains rows, and evaluates accuracy on labelled data.\n\n\
                   Input files: .csv, .csv.gz, .ndjson/.jsonl, .parquet (chosen by extension; \
                   --input-format overrides; `-` reads CSV from stdin).",
-    propagate_version = true
+    propagate_version = true,
+    after_help = "Examples:\n  \
+        anomalyd train --input data.csv --label-column label --trees 300 --seed 1 --output model.adm\n  \
+        anomalyd score --model model.adm --input new.parquet --explain --format ndjson\n  \
+        anomalyd evaluate --input data.csv.gz --label-column label --seeds 0..4\n  \
+        anomalyd inspect model.adm"
 )]
 struct Cli {
     /// Worker threads for training and scoring (default: all cores).
