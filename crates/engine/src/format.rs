@@ -365,7 +365,7 @@ fn decode_forest(r: &mut Reader) -> FmtResult<IsolationForest> {
     if !(1..=100_000).contains(&n_trees) {
         return invalid(format!("n_trees {n_trees} out of range"));
     }
-    if !(1..=MAX_SAMPLES_LIMIT).contains(&max_samples) {
+    if !(2..=MAX_SAMPLES_LIMIT).contains(&max_samples) {
         return invalid(format!("max_samples {max_samples} out of range"));
     }
     if max_depth != (max_samples.max(2) as f64).log2().ceil() as usize {
