@@ -33,6 +33,7 @@ pub mod calibrate;
 pub mod error;
 pub mod explain;
 mod forest;
+pub mod fleet;
 pub mod format;
 mod matrix;
 pub mod metrics;

@@ -1,0 +1,401 @@
+//! Streaming rolling statistics: O(1) amortised per sample, bounded memory.
+//!
+//! A [`Window`] keeps the last `n` values of one metric with running Welford moments (mean
+//! and M2 updated on insert and on eviction), monotonic deques for min and max, the last two
+//! values, an EWMA and the length of the current run of equal values. A [`Reorder`] buffer
+//! in front of it accepts samples up to a tolerance out of time order and releases them in
+//! order; later samples are rejected with the reason.
+
+use std::collections::{BinaryHeap, VecDeque};
+
+use super::config::Stat;
+
+/// Rolling state of one metric of one device.
+#[derive(Debug, Clone)]
+pub struct Window {
+    cap: usize,
+    values: VecDeque<f64>,
+    /// Sequence number of the oldest value in `values`.
+    first_seq: u64,
+    next_seq: u64,
+    mean: f64,
+    m2: f64,
+    /// (sequence, value), values increasing: front is the window minimum.
+    min_q: VecDeque<(u64, f64)>,
+    /// (sequence, value), values decreasing: front is the window maximum.
+    max_q: VecDeque<(u64, f64)>,
+    prev: f64,
+    ewma: f64,
+    alpha: f64,
+    /// Consecutive samples (including the last) with the same value.
+    run: usize,
+}
+
+impl Window {
+    /// An empty window of `cap` samples with EWMA factor `alpha`.
+    pub fn new(cap: usize, alpha: f64) -> Self {
+        Self {
+            cap,
+            values: VecDeque::with_capacity(cap),
+            first_seq: 0,
+            next_seq: 0,
+            mean: 0.0,
+            m2: 0.0,
+            min_q: VecDeque::new(),
+            max_q: VecDeque::new(),
+            prev: f64::NAN,
+            ewma: f64::NAN,
+            alpha,
+            run: 0,
+        }
+    }
+
+    /// Adds the newest value, evicting the oldest when full.
+    pub fn push(&mut self, x: f64) {
+        // Read before eviction: with a one-value window the previous value is evicted now.
+        let last = self.values.back().copied();
+        if self.values.len() == self.cap {
+            let old = self.values.pop_front().expect("full window");
+            self.first_seq += 1;
+            // Welford removal.
+            let n = self.values.len() as f64;
+            if n == 0.0 {
+                self.mean = 0.0;
+                self.m2 = 0.0;
+            } else {
+                let delta = old - self.mean;
+                self.mean -= delta / n;
+                self.m2 -= delta * (old - self.mean);
+            }
+            while self.min_q.front().is_some_and(|&(s, _)| s < self.first_seq) {
+                self.min_q.pop_front();
+            }
+            while self.max_q.front().is_some_and(|&(s, _)| s < self.first_seq) {
+                self.max_q.pop_front();
+            }
+        }
+        self.run = if last == Some(x) { self.run + 1 } else { 1 };
+        self.prev = last.unwrap_or(f64::NAN);
+        self.values.push_back(x);
+        let n = self.values.len() as f64;
+        let delta = x - self.mean;
+        self.mean += delta / n;
+        self.m2 += delta * (x - self.mean);
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        while self.min_q.back().is_some_and(|&(_, v)| v >= x) {
+            self.min_q.pop_back();
+        }
+        self.min_q.push_back((seq, x));
+        while self.max_q.back().is_some_and(|&(_, v)| v <= x) {
+            self.max_q.pop_back();
+        }
+        self.max_q.push_back((seq, x));
+        self.ewma = if self.ewma.is_nan() { x } else { self.alpha * x + (1.0 - self.alpha) * self.ewma };
+    }
+
+    /// Number of values in the window.
+    pub fn len(&self) -> usize {
+        self.values.len()
+    }
+
+    /// True before the first value.
+    pub fn is_empty(&self) -> bool {
+        self.values.is_empty()
+    }
+
+    /// The latest value (NaN before the first).
+    pub fn last(&self) -> f64 {
+        self.values.back().copied().unwrap_or(f64::NAN)
+    }
+
+    /// Samples in the current run of equal values.
+    pub fn run_length(&self) -> usize {
+        self.run
+    }
+
+    /// The value before the latest (NaN when there is none in the window's history).
+    pub fn previous(&self) -> f64 {
+        self.prev
+    }
+
+    fn std(&self) -> f64 {
+        let n = self.values.len();
+        if n < 2 { f64::NAN } else { (self.m2.max(0.0) / (n - 1) as f64).sqrt() }
+    }
+
+    /// The value of one statistic; NaN where it is undefined (empty window, std of one value).
+    pub fn stat(&self, stat: Stat) -> f64 {
+        if self.values.is_empty() {
+            return f64::NAN;
+        }
+        match stat {
+            Stat::Mean => self.mean,
+            Stat::Std => self.std(),
+            Stat::Min => self.min_q.front().map_or(f64::NAN, |&(_, v)| v),
+            Stat::Max => self.max_q.front().map_or(f64::NAN, |&(_, v)| v),
+            Stat::Last => self.last(),
+            Stat::Delta => self.last() - self.prev,
+            Stat::Ewma => self.ewma,
+            Stat::Zscore => {
+                let sd = self.std();
+                if sd.is_nan() {
+                    f64::NAN
+                } else if sd < 1e-12 * self.mean.abs().max(1.0) {
+                    0.0
+                } else {
+                    (self.last() - self.mean) / sd
+                }
+            }
+        }
+    }
+}
+
+/// Why a sample was not accepted by a [`Reorder`] buffer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rejected {
+    /// Older than the latest released sample, or older than the tolerance allows.
+    Late {
+        /// Its timestamp (ms).
+        ts: i64,
+        /// The oldest timestamp still accepted (ms).
+        watermark: i64,
+    },
+    /// Same timestamp as a sample already seen for this device.
+    Duplicate {
+        /// The timestamp (ms).
+        ts: i64,
+    },
+}
+
+impl std::fmt::Display for Rejected {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Rejected::Late { ts, watermark } => {
+                write!(f, "sample at {ts} ms arrived too late: samples older than {watermark} ms are no longer accepted")
+            }
+            Rejected::Duplicate { ts } => write!(f, "duplicate sample at {ts} ms"),
+        }
+    }
+}
+
+struct Pending<T> {
+    ts: i64,
+    item: T,
+}
+
+impl<T> PartialEq for Pending<T> {
+    fn eq(&self, other: &Self) -> bool {
+        self.ts == other.ts
+    }
+}
+impl<T> Eq for Pending<T> {}
+impl<T> PartialOrd for Pending<T> {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl<T> Ord for Pending<T> {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        // Min-heap on time.
+        other.ts.cmp(&self.ts)
+    }
+}
+
+/// Releases items in time order once they are older than the newest time seen minus the
+/// tolerance (the watermark); rejects items older than what was already released.
+pub struct Reorder<T> {
+    tolerance_ms: i64,
+    max_pending: usize,
+    heap: BinaryHeap<Pending<T>>,
+    newest: i64,
+    released: Option<i64>,
+}
+
+impl<T> Reorder<T> {
+    /// A buffer holding samples up to `tolerance_ms` out of order, at most `max_pending`.
+    pub fn new(tolerance_ms: i64, max_pending: usize) -> Self {
+        Self { tolerance_ms, max_pending: max_pending.max(1), heap: BinaryHeap::new(), newest: i64::MIN, released: None }
+    }
+
+    /// The oldest time still accepted.
+    pub fn watermark(&self) -> i64 {
+        let by_tolerance = self.newest.saturating_sub(self.tolerance_ms);
+        match self.released {
+            Some(r) => by_tolerance.max(r),
+            None => by_tolerance,
+        }
+    }
+
+    /// Offers an item; ready items are appended to `out` in time order.
+    pub fn push(&mut self, ts: i64, item: T, out: &mut Vec<(i64, T)>) -> Result<(), Rejected> {
+        if self.released == Some(ts) || self.heap.iter().any(|p| p.ts == ts) {
+            return Err(Rejected::Duplicate { ts });
+        }
+        let watermark = self.watermark();
+        if ts < watermark || self.released.is_some_and(|r| ts < r) {
+            return Err(Rejected::Late { ts, watermark });
+        }
+        self.newest = self.newest.max(ts);
+        self.heap.push(Pending { ts, item });
+        let release_upto = self.newest.saturating_sub(self.tolerance_ms);
+        while let Some(top) = self.heap.peek() {
+            if top.ts <= release_upto || self.heap.len() > self.max_pending {
+                let p = self.heap.pop().expect("peeked");
+                self.released = Some(p.ts);
+                out.push((p.ts, p.item));
+            } else {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Releases everything still held (end of input).
+    pub fn flush(&mut self, out: &mut Vec<(i64, T)>) {
+        while let Some(p) = self.heap.pop() {
+            self.released = Some(p.ts);
+            out.push((p.ts, p.item));
+        }
+    }
+
+    /// Items held.
+    pub fn pending(&self) -> usize {
+        self.heap.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// Naive statistics over the last `cap` values of `history`, computed from scratch.
+    fn naive(history: &[f64], cap: usize, alpha: f64, stat: Stat) -> f64 {
+        let w = &history[history.len().saturating_sub(cap)..];
+        let n = w.len() as f64;
+        let mean = w.iter().sum::<f64>() / n;
+        let std = if w.len() < 2 {
+            f64::NAN
+        } else {
+            (w.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt()
+        };
+        let last = *w.last().unwrap();
+        match stat {
+            Stat::Mean => mean,
+            Stat::Std => std,
+            Stat::Min => w.iter().cloned().fold(f64::INFINITY, f64::min),
+            Stat::Max => w.iter().cloned().fold(f64::NEG_INFINITY, f64::max),
+            Stat::Last => last,
+            Stat::Delta => {
+                if history.len() < 2 { f64::NAN } else { last - history[history.len() - 2] }
+            }
+            Stat::Ewma => history.iter().skip(1).fold(history[0], |e, &x| alpha * x + (1.0 - alpha) * e),
+            Stat::Zscore => {
+                if std.is_nan() {
+                    f64::NAN
+                } else if std < 1e-12 * mean.abs().max(1.0) {
+                    0.0
+                } else {
+                    (last - mean) / std
+                }
+            }
+        }
+    }
+
+    fn close(a: f64, b: f64, scale: f64) -> bool {
+        (a.is_nan() && b.is_nan()) || (a - b).abs() <= 1e-7 * scale.max(1.0)
+    }
+
+    const ALL: [Stat; 8] =
+        [Stat::Mean, Stat::Std, Stat::Min, Stat::Max, Stat::Last, Stat::Delta, Stat::Ewma, Stat::Zscore];
+
+    proptest! {
+        /// Streaming statistics equal a naive recomputation after every sample.
+        #[test]
+        fn window_matches_naive(values in prop::collection::vec(-1e3f64..1e3, 1..200), cap in 1usize..40, alpha in 0.01f64..1.0) {
+            let mut w = Window::new(cap, alpha);
+            for i in 0..values.len() {
+                w.push(values[i]);
+                for stat in ALL {
+                    let expected = naive(&values[..=i], cap, alpha, stat);
+                    // z-scores divide by a std that may be tiny; compare them relative to their size.
+                    let scale = if stat == Stat::Zscore { expected.abs() * 1e3 } else { 1e3 };
+                    prop_assert!(close(w.stat(stat), expected, scale), "{:?} after {} values: {} vs {}", stat, i + 1, w.stat(stat), expected);
+                }
+            }
+        }
+
+        /// Samples shuffled within the tolerance come out in time order and, through a
+        /// window, give the same statistics as the sorted stream.
+        #[test]
+        fn reordered_stream_matches_sorted_stream(
+            n in 1usize..150,
+            cap in 1usize..30,
+            jitter in prop::collection::vec(0i64..5, 150),
+            values in prop::collection::vec(-100f64..100.0, 150),
+        ) {
+            let tolerance = 5 * 60_000; // 5 minutes; samples every minute
+            // Timestamps one minute apart, each delayed by up to 4 minutes: within tolerance.
+            let mut arrivals: Vec<(i64, i64, f64)> = (0..n).map(|i| (i as i64 * 60_000 + jitter[i] * 60_000, i as i64 * 60_000, values[i])).collect();
+            arrivals.sort_by_key(|a| a.0);
+            let mut buf = Reorder::new(tolerance, 1000);
+            let mut released = Vec::new();
+            for &(_, ts, v) in &arrivals {
+                buf.push(ts, v, &mut released).unwrap();
+            }
+            buf.flush(&mut released);
+            let ts: Vec<i64> = released.iter().map(|r| r.0).collect();
+            let expected_ts: Vec<i64> = (0..n as i64).map(|i| i * 60_000).collect();
+            prop_assert_eq!(ts, expected_ts);
+            let mut w = Window::new(cap, 0.3);
+            for (i, &(_, v)) in released.iter().enumerate() {
+                w.push(v);
+                for stat in ALL {
+                    let expected = naive(&values[..=i], cap, 0.3, stat);
+                    let scale = if stat == Stat::Zscore { expected.abs() * 1e3 } else { 1e3 };
+                    prop_assert!(close(w.stat(stat), expected, scale));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn late_and_duplicate_samples_are_rejected_with_a_reason() {
+        let mut buf = Reorder::new(60_000, 100);
+        let mut out = Vec::new();
+        buf.push(1_000_000, 1, &mut out).unwrap();
+        buf.push(1_200_000, 2, &mut out).unwrap(); // releases 1_000_000 (older than 1_140_000)
+        assert_eq!(out, vec![(1_000_000, 1)]);
+        buf.push(1_150_000, 3, &mut out).unwrap(); // within tolerance: held
+        let err = buf.push(1_100_000, 4, &mut out).unwrap_err();
+        assert_eq!(err, Rejected::Late { ts: 1_100_000, watermark: 1_140_000 });
+        assert!(err.to_string().contains("too late"));
+        assert_eq!(buf.push(1_200_000, 5, &mut out).unwrap_err(), Rejected::Duplicate { ts: 1_200_000 });
+        buf.flush(&mut out);
+        assert_eq!(out.iter().map(|o| o.0).collect::<Vec<_>>(), [1_000_000, 1_150_000, 1_200_000]);
+    }
+
+    #[test]
+    fn pending_samples_are_bounded() {
+        let mut buf = Reorder::new(i64::MAX / 4, 3);
+        let mut out = Vec::new();
+        for t in 0..10 {
+            buf.push(t, t, &mut out).unwrap();
+            assert!(buf.pending() <= 3);
+        }
+        assert_eq!(out.len(), 7);
+    }
+
+    #[test]
+    fn flat_line_run_length() {
+        let mut w = Window::new(4, 0.5);
+        for v in [1.0, 2.0, 2.0, 2.0] {
+            w.push(v);
+        }
+        assert_eq!(w.run_length(), 3);
+        w.push(3.0);
+        assert_eq!(w.run_length(), 1);
+    }
+}
