@@ -1,6 +1,10 @@
 //! Fleet pipeline: telemetry samples, streaming rolling features, rules and cohort models.
 
 pub mod config;
+pub mod features;
 pub mod rolling;
+pub mod sample;
 
-pub use config::{ConfigError, FleetConfig, Stat};
+pub use config::{ConfigError, FleetConfig, RuleSpec, Stat};
+pub use features::{DeviceState, FeatureRow, Refused, extract_all};
+pub use sample::{Sample, SampleError, Timestamp};
