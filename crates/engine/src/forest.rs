@@ -13,6 +13,9 @@ use crate::params::{Contamination, ForestParams, ValidParams};
 use crate::score::{self, BLOCK};
 use crate::tree::{Trees, average_path_length, balanced_samples, build_tree, root_plans, sparse_sample};
 
+/// Largest training set whose every row is scored to set a contamination threshold.
+const THRESHOLD_ROWS: usize = 100_000;
+
 /// Most rows per parallel task when scoring a batch.
 const CHUNK_ROWS: usize = 512;
 /// Batches up to this size are scored on the calling thread: splitting them costs more
@@ -138,10 +141,22 @@ impl IsolationForest {
         self.threshold = match self.params.contamination {
             Contamination::Auto => 0.5,
             Contamination::Fraction(c) => {
-                // scikit-learn sets the offset from the scores of all training rows.
-                let mut all = self.score_matrix(data);
-                all.sort_unstable_by(f32::total_cmp);
-                quantile(&all, 1.0 - c)
+                // scikit-learn sets the offset from the scores of all training rows; beyond
+                // THRESHOLD_ROWS a uniform sample of that many rows estimates the quantile
+                // (standard error of a 1 % quantile from 100 000 rows: ±0.03 percentage points).
+                let mut scores = if n <= THRESHOLD_ROWS {
+                    self.score_matrix(data)
+                } else {
+                    let mut picked = index::sample(rng, n, THRESHOLD_ROWS).into_vec();
+                    picked.sort_unstable();
+                    let mut rows = Vec::with_capacity(THRESHOLD_ROWS * d);
+                    for &r in &picked {
+                        rows.extend_from_slice(data.row(r));
+                    }
+                    self.score_matrix(&Matrix::new(rows, d, &[]).expect("rows of a validated matrix"))
+                };
+                scores.sort_unstable_by(f32::total_cmp);
+                quantile(&scores, 1.0 - c)
             }
         };
     }

@@ -123,6 +123,11 @@ impl<'a> Reader<'a> {
         Ok(s)
     }
 
+    /// The next `n` bytes.
+    pub fn bytes(&mut self, n: usize) -> FmtResult<&'a [u8]> {
+        self.take(n)
+    }
+
     /// Bytes not read yet.
     pub fn remaining(&self) -> usize {
         self.buf.len() - self.pos

@@ -26,7 +26,8 @@
 //! * Missing values (NaN) are ignored when choosing a split; rows missing the split feature
 //!   follow the child that received more training rows, at training and at scoring.
 //! * Labels: `contamination = auto` flags scores above 0.5; a fraction `c` flags scores above
-//!   the `1 − c` quantile of the training scores.
+//!   the `1 − c` quantile of the training scores (of a uniform 100 000-row sample when the
+//!   training set is larger).
 //! * Explanations and calibration: see [`explain`] and [`calibrate`].
 
 pub mod calibrate;

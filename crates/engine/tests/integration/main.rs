@@ -4,5 +4,6 @@ mod accuracy;
 mod data;
 mod determinism;
 mod explanations;
+mod fleet;
 mod fuzz_regressions;
 mod model_file;

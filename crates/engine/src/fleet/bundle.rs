@@ -1,0 +1,194 @@
+//! Fleet model bundle: the feature configuration, a global forest and one forest per
+//! cohort with enough rows, in one versioned file (kind 2 of the model format).
+
+use std::collections::BTreeMap;
+
+use rayon::prelude::*;
+
+use super::config::FleetConfig;
+use super::features::FeatureRow;
+use crate::error::{EngineError, ModelFormatError, Result};
+use crate::explain::Attribution;
+use crate::format::{Reader, Writer, unwrap, wrap};
+use crate::{Contamination, ForestParams, IsolationForest, Matrix, Severity};
+
+/// `kind` of a fleet bundle file.
+pub const KIND_BUNDLE: u16 = 2;
+
+/// Everything needed to turn raw telemetry into scored anomalies.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FleetBundle {
+    /// Feature configuration the models were trained with.
+    pub config: FleetConfig,
+    /// Model for every device.
+    pub global: IsolationForest,
+    /// Models for cohorts with at least `cohorts.min_rows` training rows.
+    pub cohorts: BTreeMap<String, IsolationForest>,
+}
+
+/// One scored feature row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FleetScore {
+    /// Anomaly score of the model used.
+    pub anomaly_score: f32,
+    /// Grade under that model's calibration.
+    pub grade: f32,
+    /// Severity from the grade (raised to `high` when only rules fired).
+    pub severity: Severity,
+    /// Detectors that fired: `model` and/or rule names.
+    pub detectors: Vec<String>,
+    /// Which model scored the row: `global` or `cohort:<name>`.
+    pub model: String,
+    /// Top features (when requested).
+    pub explanation: Vec<Attribution>,
+}
+
+impl FleetScore {
+    /// True when any detector fired.
+    pub fn is_anomaly(&self) -> bool {
+        !self.detectors.is_empty()
+    }
+}
+
+impl FleetBundle {
+    /// Trains the global model and, in parallel, one model per cohort with enough rows.
+    pub fn train(config: FleetConfig, rows: &[FeatureRow]) -> Result<Self> {
+        let names = config.feature_names();
+        let d = names.len();
+        let params = ForestParams {
+            n_trees: config.trees,
+            seed: config.seed,
+            contamination: Contamination::Fraction(config.contamination),
+            ..Default::default()
+        };
+        let matrix_of = |rows: &[&FeatureRow]| -> Result<Matrix> {
+            let mut values = Vec::with_capacity(rows.len() * d);
+            for r in rows {
+                values.extend_from_slice(&r.values);
+            }
+            Matrix::new(values, d, &names)
+        };
+        let all: Vec<&FeatureRow> = rows.iter().collect();
+        let mut by_cohort: BTreeMap<&str, Vec<&FeatureRow>> = BTreeMap::new();
+        for r in rows {
+            if let Some(c) = &r.cohort {
+                by_cohort.entry(c.as_str()).or_default().push(r);
+            }
+        }
+        let eligible: Vec<(&str, Vec<&FeatureRow>)> =
+            by_cohort.into_iter().filter(|(_, rs)| rs.len() >= config.cohort_min_rows.max(2)).collect();
+        let global = IsolationForest::fit(&matrix_of(&all)?, names.clone(), &params)?;
+        let cohorts = eligible
+            .into_par_iter()
+            .map(|(name, rs)| Ok((name.to_string(), IsolationForest::fit(&matrix_of(&rs)?, names.clone(), &params)?)))
+            .collect::<Result<BTreeMap<_, _>>>()?;
+        Ok(FleetBundle { config, global, cohorts })
+    }
+
+    /// The model for a cohort (falling back to the global one) and its label.
+    pub fn model_for(&self, cohort: Option<&str>) -> (&IsolationForest, String) {
+        match cohort.and_then(|c| self.cohorts.get_key_value(c)) {
+            Some((name, m)) => (m, format!("cohort:{name}")),
+            None => (&self.global, "global".to_string()),
+        }
+    }
+
+    /// Scores rows with their cohort's model; rules fired while computing the features are
+    /// added to the detectors. `warmup` rows of each device (its windows are still filling)
+    /// only report rules, never the model.
+    pub fn score(&self, rows: &[FeatureRow], explain_top: Option<usize>, warmup: usize) -> Vec<FleetScore> {
+        let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
+        let position: Vec<usize> = rows
+            .iter()
+            .map(|r| {
+                let n = seen.entry(r.device_id.as_str()).or_insert(0);
+                *n += 1;
+                *n
+            })
+            .collect();
+        rows.par_iter()
+            .zip(position)
+            .map(|(r, pos)| {
+                let (model, label) = self.model_for(r.cohort.as_deref());
+                let (score, explanation) = match explain_top {
+                    Some(k) => model.explain_row(&r.values, k).unwrap_or((f32::NAN, Vec::new())),
+                    None => (model.score_row(&r.values).unwrap_or(f32::NAN), Vec::new()),
+                };
+                let grade = model.calibration().grade(score);
+                let mut detectors = Vec::new();
+                if pos > warmup && model.is_anomaly(score) {
+                    detectors.push("model".to_string());
+                }
+                detectors.extend(r.rules_fired.iter().map(|&i| self.config.rules[i].name().to_string()));
+                let mut severity = Severity::from_grade(grade);
+                if !detectors.is_empty() && severity < Severity::High && !detectors.iter().any(|d| d == "model") {
+                    severity = Severity::High;
+                }
+                FleetScore { anomaly_score: score, grade, severity, detectors, model: label, explanation }
+            })
+            .collect()
+    }
+
+    /// Serialises the bundle: configuration text, global model, cohort models.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut w = Writer::default();
+        let config = self.config.source.as_bytes();
+        w.u32(config.len() as u32);
+        w.buf.extend_from_slice(config);
+        let put_model = |w: &mut Writer, m: &IsolationForest| {
+            let bytes = m.to_bytes();
+            w.u64(bytes.len() as u64);
+            w.buf.extend_from_slice(&bytes);
+        };
+        put_model(&mut w, &self.global);
+        w.u32(self.cohorts.len() as u32);
+        for (name, m) in &self.cohorts {
+            w.str(name);
+            put_model(&mut w, m);
+        }
+        wrap(KIND_BUNDLE, &w.buf)
+    }
+
+    /// Loads a bundle with the same checks as a single model, plus: every model must use the
+    /// configuration's features in its order.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
+        let (kind, payload) = unwrap(bytes)?;
+        if kind != KIND_BUNDLE {
+            return Err(invalid(format!("file holds kind {kind}, not a fleet bundle (kind {KIND_BUNDLE})")));
+        }
+        let mut r = Reader::new(payload);
+        let n = r.count("config byte", 1)?;
+        let text = std::str::from_utf8(r.bytes(n)?).map_err(|_| invalid("configuration is not UTF-8"))?;
+        let config = FleetConfig::from_toml(text).map_err(|e| invalid(format!("embedded configuration: {e}")))?;
+        let names = config.feature_names();
+        let get_model = |r: &mut Reader| -> Result<IsolationForest> {
+            let len = r.u64()?;
+            if len > r.remaining() as u64 {
+                return Err(invalid("model length exceeds the file"));
+            }
+            let m = IsolationForest::from_bytes(r.bytes(len as usize)?)?;
+            if m.feature_names() != names.as_slice() {
+                return Err(invalid("a model's features differ from the configuration's"));
+            }
+            Ok(m)
+        };
+        let global = get_model(&mut r)?;
+        let n_cohorts = r.count("cohort", 10)?;
+        let mut cohorts = BTreeMap::new();
+        for _ in 0..n_cohorts {
+            let name = r.str()?;
+            let m = get_model(&mut r)?;
+            if cohorts.insert(name, m).is_some() {
+                return Err(invalid("a cohort appears twice"));
+            }
+        }
+        if r.remaining() != 0 {
+            return Err(invalid("bytes left after the last cohort"));
+        }
+        Ok(FleetBundle { config, global, cohorts })
+    }
+}
+
+fn invalid(msg: impl Into<String>) -> EngineError {
+    EngineError::Model(ModelFormatError::Invalid(msg.into()))
+}
