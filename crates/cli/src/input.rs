@@ -108,7 +108,7 @@ pub fn read_table(path: &str, format: Option<InputFormat>, sel: &Selection) -> a
 }
 
 /// Opens a file (gzip-decoded when it ends in `.gz`) or stdin, with a byte progress bar.
-fn open(path: &str) -> anyhow::Result<(Box<dyn BufRead>, ProgressBar)> {
+pub(crate) fn open(path: &str) -> anyhow::Result<(Box<dyn BufRead>, ProgressBar)> {
     if path == "-" {
         return Ok((Box::new(BufReader::with_capacity(1 << 16, io::stdin())), ProgressBar::hidden()));
     }
@@ -303,7 +303,10 @@ fn read_ndjson(reader: Box<dyn BufRead>, file: &str, sel: &Selection, sink: &mut
         let obj: serde_json::Map<String, serde_json::Value> = match serde_json::from_str(&line) {
             Ok(serde_json::Value::Object(m)) => m,
             Ok(_) => {
-                return input_err(format!("{file}: row {row} (line {}): expected a JSON object", line_no + 1));
+                return input_err(format!(
+                    "{file}: row {row} (line {}): expected a JSON object",
+                    line_no + 1
+                ));
             }
             Err(e) => {
                 return input_err(format!("{file}: row {row} (line {}): malformed JSON: {e}", line_no + 1));

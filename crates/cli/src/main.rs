@@ -8,6 +8,7 @@ mod input;
 mod output;
 mod parquet_input;
 mod progress;
+mod telemetry_input;
 
 use std::process::ExitCode;
 
@@ -52,6 +53,10 @@ enum Command {
     Score(commands::score::ScoreArgs),
     /// Fit and score a labelled table over several seeds; report ROC-AUC, AP and timings.
     Evaluate(commands::evaluate::EvaluateArgs),
+    /// Write a simulated fleet's telemetry (with injected, labelled faults).
+    Simulate(commands::simulate::SimulateArgs),
+    /// Per-series detection on a labelled time series (NAB format): windows found, false alarms.
+    EvaluateStream(commands::evaluate_stream::EvaluateStreamArgs),
     /// Show a model's parameters, features and size.
     Inspect(commands::inspect::InspectArgs),
     /// Time training and scoring in-process on raw f32 matrices (used by bench/side_by_side.py).
@@ -71,6 +76,8 @@ fn main() -> ExitCode {
         Command::Score(a) => commands::score::run(a),
         Command::Evaluate(a) => commands::evaluate::run(a),
         Command::Inspect(a) => commands::inspect::run(a),
+        Command::Simulate(a) => commands::simulate::run(a),
+        Command::EvaluateStream(a) => commands::evaluate_stream::run(a),
         Command::Bench(a) => commands::bench::run(a),
     };
     match result {

@@ -71,3 +71,34 @@ pub(crate) fn read(path: &Path, file: &str, sel: &Selection, sink: &mut Sink) ->
     }
     Ok(())
 }
+
+/// Reads a telemetry table (`device_id`, `ts`, `cohort`, `label.*`, metrics) from Parquet.
+pub(crate) fn read_samples(path: &Path, file: &str) -> anyhow::Result<Vec<anomalyd_engine::fleet::Sample>> {
+    let handle = File::open(path).map_err(|e| InputError(format!("{file}: cannot open: {e}")))?;
+    let reader = SerializedFileReader::new(handle)
+        .map_err(|e| InputError(format!("{file}: not a readable Parquet file: {e}")))?;
+    let schema = reader.metadata().file_metadata().schema_descr_ptr();
+    let header: Vec<String> =
+        schema.root_schema().get_fields().iter().map(|f| f.name().to_string()).collect();
+    let cols = crate::telemetry_input::Columns::resolve(&header, file)?;
+    let rows = reader.get_row_iter(None).map_err(|e| InputError(format!("{file}: cannot read rows: {e}")))?;
+    let mut out = Vec::new();
+    for (n, row) in rows.enumerate() {
+        let row_no = n + 1;
+        let row = row.map_err(|e| InputError(format!("{file}: row {row_no}: {e}")))?;
+        let cells: Vec<Option<String>> = row
+            .get_column_iter()
+            .map(|(_, f)| match f {
+                Field::Null => None,
+                Field::Str(s) => Some(s.clone()),
+                Field::TimestampMillis(ms) => Some(ms.to_string()),
+                other => field_value(other).map(|v| v.to_string()).or_else(|| Some(other.to_string())),
+            })
+            .collect();
+        out.push(cols.sample(|i| cells.get(i).cloned().flatten(), file, row_no)?);
+    }
+    if out.is_empty() {
+        return Err(InputError(format!("{file}: no data rows")).into());
+    }
+    Ok(out)
+}

@@ -33,8 +33,8 @@
 pub mod calibrate;
 pub mod error;
 pub mod explain;
-mod forest;
 pub mod fleet;
+mod forest;
 pub mod format;
 mod matrix;
 pub mod metrics;

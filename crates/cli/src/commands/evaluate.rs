@@ -51,17 +51,14 @@ fn parse_seeds(s: &str) -> Result<RangeInclusive<u64>, String> {
 
 /// Runs `anomalyd evaluate`.
 pub fn run(args: &EvaluateArgs) -> anyhow::Result<()> {
-    let table = read_table(
-        &args.input.input,
-        args.input.input_format,
-        &args.input.selection(Some(&args.label_column)),
-    )?;
+    let path = args.input.path()?;
+    let table = read_table(path, args.input.input_format, &args.input.selection(Some(&args.label_column)))?;
     let labels = table.labels.as_ref().expect("label column selected");
     let anomalies = labels.iter().filter(|&&l| l).count();
     if anomalies == 0 || anomalies == labels.len() {
         return Err(InputError(format!(
             "{}: label column `{}` must hold both anomalies (1) and normal rows (0); found {anomalies} anomalies in {} rows",
-            args.input.input,
+            path,
             args.label_column,
             labels.len()
         ))
@@ -93,7 +90,7 @@ pub fn run(args: &EvaluateArgs) -> anyhow::Result<()> {
                 .map(|r| json!({"seed": r.0, "roc_auc": r.1, "average_precision": r.2, "fit_ms": r.3, "score_ms": r.4}))
                 .collect();
             let report = json!({
-                "input": args.input.input,
+                "input": path,
                 "rows": table.matrix.n_rows(),
                 "features": table.matrix.n_cols(),
                 "anomalies": anomalies,
@@ -109,7 +106,7 @@ pub fn run(args: &EvaluateArgs) -> anyhow::Result<()> {
             writeln!(
                 t,
                 "{}: {} rows × {} features, {anomalies} anomalies; {} trees, {} threads",
-                args.input.input,
+                path,
                 table.matrix.n_rows(),
                 table.matrix.n_cols(),
                 args.forest.trees,

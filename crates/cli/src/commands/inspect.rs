@@ -5,7 +5,11 @@ use std::path::PathBuf;
 use anomalyd_engine::format::FORMAT_VERSION;
 use serde_json::json;
 
+use anomalyd_engine::fleet::FleetBundle;
+use anomalyd_engine::fleet::bundle::KIND_BUNDLE;
+
 use super::load_model;
+use crate::input::InputError;
 use std::fmt::Write as _;
 
 use crate::output::{OutputFormat, print};
@@ -22,6 +26,11 @@ pub struct InspectArgs {
 
 /// Runs `anomalyd inspect`.
 pub fn run(args: &InspectArgs) -> anyhow::Result<()> {
+    let bytes = std::fs::read(&args.model)
+        .map_err(|e| InputError(format!("{}: cannot read model: {e}", args.model.display())))?;
+    if matches!(anomalyd_engine::format::unwrap(&bytes), Ok((KIND_BUNDLE, _))) {
+        return inspect_bundle(args, &bytes);
+    }
     let model = load_model(&args.model)?;
     let size = std::fs::metadata(&args.model)?.len();
     let p = model.params();
@@ -81,6 +90,52 @@ pub fn run(args: &InspectArgs) -> anyhow::Result<()> {
             writeln!(t, "features     {}", model.n_features())?;
             for (n, s) in model.feature_names().iter().zip(model.feature_stats()) {
                 writeln!(t, "  {n:24} normal {:>12.4} .. {:<12.4} median {:.4}", s.p05, s.p95, s.p50)?;
+            }
+            print(&t)?;
+        }
+    }
+    Ok(())
+}
+
+fn inspect_bundle(args: &InspectArgs, bytes: &[u8]) -> anyhow::Result<()> {
+    let bundle =
+        FleetBundle::from_bytes(bytes).map_err(|e| InputError(format!("{}: {e}", args.model.display())))?;
+    let cfg = &bundle.config;
+    let models: Vec<(String, &anomalyd_engine::IsolationForest)> =
+        std::iter::once(("global".to_string(), &bundle.global))
+            .chain(bundle.cohorts.iter().map(|(k, m)| (format!("cohort:{k}"), m)))
+            .collect();
+    match args.format {
+        OutputFormat::Json => {
+            let info = json!({
+                "file": args.model.display().to_string(),
+                "kind": "fleet bundle",
+                "size_bytes": bytes.len(),
+                "features": cfg.feature_names(),
+                "groups": cfg.group_order,
+                "rules": cfg.rules.iter().map(|r| r.name()).collect::<Vec<_>>(),
+                "models": models.iter().map(|(n, m)| json!({"name": n, "trees": m.n_trees(), "training_rows": m.n_train(), "threshold": m.threshold()})).collect::<Vec<_>>(),
+            });
+            print(&format!("{}\n", serde_json::to_string_pretty(&info)?))?;
+        }
+        OutputFormat::Text => {
+            let mut t = String::new();
+            writeln!(t, "fleet bundle {} ({:.1} KiB)", args.model.display(), bytes.len() as f64 / 1024.0)?;
+            writeln!(t, "groups       {}", cfg.group_order.join(" -> "))?;
+            writeln!(t, "features     {}: {}", cfg.features.len(), cfg.feature_names().join(", "))?;
+            writeln!(
+                t,
+                "rules        {}",
+                cfg.rules.iter().map(|r| r.name()).collect::<Vec<_>>().join(", ")
+            )?;
+            for (n, m) in &models {
+                writeln!(
+                    t,
+                    "model        {n}: {} trees, {} training rows, threshold {:.4}",
+                    m.n_trees(),
+                    m.n_train(),
+                    m.threshold()
+                )?;
             }
             print(&t)?;
         }

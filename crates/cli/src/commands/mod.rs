@@ -2,8 +2,10 @@
 
 pub mod bench;
 pub mod evaluate;
+pub mod evaluate_stream;
 pub mod inspect;
 pub mod score;
+pub mod simulate;
 pub mod train;
 
 use std::path::Path;
@@ -51,7 +53,7 @@ impl ForestArgs {
 pub struct InputArgs {
     /// Input file (.csv, .csv.gz, .ndjson, .jsonl, .parquet) or `-` for CSV on stdin.
     #[arg(long, short)]
-    pub input: String,
+    pub input: Option<String>,
     /// Override the format guessed from the file extension.
     #[arg(long, value_enum)]
     pub input_format: Option<InputFormat>,
@@ -61,6 +63,11 @@ pub struct InputArgs {
 }
 
 impl InputArgs {
+    /// The input path; a usage error when it is missing.
+    pub fn path(&self) -> anyhow::Result<&str> {
+        self.input.as_deref().ok_or_else(|| InputError("--input FILE is required".into()).into())
+    }
+
     /// Column selection with an optional label column.
     pub fn selection(&self, label: Option<&str>) -> Selection {
         Selection { features: self.features.clone(), label: label.map(str::to_string) }

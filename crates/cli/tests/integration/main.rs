@@ -2,5 +2,6 @@
 
 mod bad_input;
 mod common;
+mod fleet;
 mod formats;
 mod workflow;

@@ -80,7 +80,9 @@ impl FleetBundle {
         let global = IsolationForest::fit(&matrix_of(&all)?, names.clone(), &params)?;
         let cohorts = eligible
             .into_par_iter()
-            .map(|(name, rs)| Ok((name.to_string(), IsolationForest::fit(&matrix_of(&rs)?, names.clone(), &params)?)))
+            .map(|(name, rs)| {
+                Ok((name.to_string(), IsolationForest::fit(&matrix_of(&rs)?, names.clone(), &params)?))
+            })
             .collect::<Result<BTreeMap<_, _>>>()?;
         Ok(FleetBundle { config, global, cohorts })
     }
@@ -121,7 +123,10 @@ impl FleetBundle {
                 }
                 detectors.extend(r.rules_fired.iter().map(|&i| self.config.rules[i].name().to_string()));
                 let mut severity = Severity::from_grade(grade);
-                if !detectors.is_empty() && severity < Severity::High && !detectors.iter().any(|d| d == "model") {
+                if !detectors.is_empty()
+                    && severity < Severity::High
+                    && !detectors.iter().any(|d| d == "model")
+                {
                     severity = Severity::High;
                 }
                 FleetScore { anomaly_score: score, grade, severity, detectors, model: label, explanation }
@@ -159,7 +164,8 @@ impl FleetBundle {
         let mut r = Reader::new(payload);
         let n = r.count("config byte", 1)?;
         let text = std::str::from_utf8(r.bytes(n)?).map_err(|_| invalid("configuration is not UTF-8"))?;
-        let config = FleetConfig::from_toml(text).map_err(|e| invalid(format!("embedded configuration: {e}")))?;
+        let config =
+            FleetConfig::from_toml(text).map_err(|e| invalid(format!("embedded configuration: {e}")))?;
         let names = config.feature_names();
         let get_model = |r: &mut Reader| -> Result<IsolationForest> {
             let len = r.u64()?;

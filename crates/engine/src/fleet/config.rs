@@ -108,7 +108,9 @@ pub enum ConfigError {
         metric: String,
     },
     /// A derived feature refers to a feature outside its group and the groups it depends on.
-    #[error("derived feature `{name}` in group `{group}` refers to `{feature}`, which is neither in the group nor in a group it depends on")]
+    #[error(
+        "derived feature `{name}` in group `{group}` refers to `{feature}`, which is neither in the group nor in a group it depends on"
+    )]
     UnreachableFeature {
         /// The derived feature.
         name: String,
@@ -405,7 +407,10 @@ fn validate(raw: RawConfig, text: &str) -> Result<FleetConfig, ConfigError> {
             return invalid(format!("metric name `{}` is empty or declared twice", m.name));
         }
         if !(1..=100_000).contains(&m.window) {
-            return invalid(format!("metric `{}`: window must be 1..=100000 samples, got {}", m.name, m.window));
+            return invalid(format!(
+                "metric `{}`: window must be 1..=100000 samples, got {}",
+                m.name, m.window
+            ));
         }
         if m.stats.is_empty() {
             return invalid(format!("metric `{}`: list at least one statistic", m.name));
@@ -445,7 +450,10 @@ fn validate(raw: RawConfig, text: &str) -> Result<FleetConfig, ConfigError> {
         }
         for m in &g.metrics {
             if !metric_index.contains_key(m) {
-                return Err(ConfigError::UnknownMetric { owner: format!("group `{}`", g.name), metric: m.clone() });
+                return Err(ConfigError::UnknownMetric {
+                    owner: format!("group `{}`", g.name),
+                    metric: m.clone(),
+                });
             }
         }
     }
@@ -513,7 +521,10 @@ fn validate(raw: RawConfig, text: &str) -> Result<FleetConfig, ConfigError> {
         }
         if let Some(m) = r.metric() {
             if !metric_index.contains_key(m) {
-                return Err(ConfigError::UnknownMetric { owner: format!("rule `{}`", r.name()), metric: m.into() });
+                return Err(ConfigError::UnknownMetric {
+                    owner: format!("rule `{}`", r.name()),
+                    metric: m.into(),
+                });
             }
         }
         match r {
@@ -547,7 +558,10 @@ fn validate(raw: RawConfig, text: &str) -> Result<FleetConfig, ConfigError> {
 }
 
 /// Depth-first topological sort; a back edge is reported as the cycle it closes.
-fn topological_order(groups: &[RawGroup], by_name: &BTreeMap<&str, usize>) -> Result<Vec<usize>, ConfigError> {
+fn topological_order(
+    groups: &[RawGroup],
+    by_name: &BTreeMap<&str, usize>,
+) -> Result<Vec<usize>, ConfigError> {
     #[derive(Clone, Copy, PartialEq)]
     enum Mark {
         New,
@@ -625,12 +639,17 @@ depends_on = [\"b\"]
         assert_eq!(err, ConfigError::Cycle(vec!["a".into(), "c".into(), "b".into(), "a".into()]));
         assert_eq!(err.to_string(), "feature groups form a cycle: a -> c -> b -> a");
         let self_loop = format!("{METRICS}\n[[groups]]\nname = \"s\"\ndepends_on = [\"s\"]\n");
-        assert_eq!(FleetConfig::from_toml(&self_loop).unwrap_err().to_string(), "feature groups form a cycle: s -> s");
+        assert_eq!(
+            FleetConfig::from_toml(&self_loop).unwrap_err().to_string(),
+            "feature groups form a cycle: s -> s"
+        );
     }
 
     #[test]
     fn an_unknown_group_is_an_error_that_names_it() {
-        let text = format!("{METRICS}\n[[groups]]\nname = \"power\"\nmetrics = [\"battery_pct\"]\ndepends_on = [\"thermal\"]\n");
+        let text = format!(
+            "{METRICS}\n[[groups]]\nname = \"power\"\nmetrics = [\"battery_pct\"]\ndepends_on = [\"thermal\"]\n"
+        );
         let err = FleetConfig::from_toml(&text).unwrap_err();
         assert_eq!(err.to_string(), "group `power` depends on unknown group `thermal`");
     }
@@ -651,8 +670,14 @@ metrics = [\"battery_pct\"]
         );
         let cfg = FleetConfig::from_toml(&text).unwrap();
         assert_eq!(cfg.group_order, ["power", "thermal"]);
-        assert_eq!(cfg.feature_names(), ["battery_pct.mean", "battery_pct.last", "temp_c.max", "temp_per_pct"]);
-        assert_eq!(cfg.features[3].source, FeatureSource::Derived { op: DerivedOp::Ratio, left: 2, right: 0 });
+        assert_eq!(
+            cfg.feature_names(),
+            ["battery_pct.mean", "battery_pct.last", "temp_c.max", "temp_per_pct"]
+        );
+        assert_eq!(
+            cfg.features[3].source,
+            FeatureSource::Derived { op: DerivedOp::Ratio, left: 2, right: 0 }
+        );
     }
 
     #[test]
@@ -674,13 +699,18 @@ derived = [{{ name = \"x\", op = \"diff\", left = \"temp_c.max\", right = \"batt
 
     #[test]
     fn unknown_keys_metrics_and_bad_values_are_named() {
-        let err = FleetConfig::from_toml(&format!("{METRICS}\n[stream]\ntolerance = 5\n")).unwrap_err().to_string();
+        let err =
+            FleetConfig::from_toml(&format!("{METRICS}\n[stream]\ntolerance = 5\n")).unwrap_err().to_string();
         assert!(err.contains("tolerance"), "{err}");
-        let err = FleetConfig::from_toml(&format!("{METRICS}\n[[rules]]\nkind = \"threshold\"\nname = \"r\"\nmetric = \"nope\"\nabove = 1.0\n"))
+        let err = FleetConfig::from_toml(&format!(
+            "{METRICS}\n[[rules]]\nkind = \"threshold\"\nname = \"r\"\nmetric = \"nope\"\nabove = 1.0\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert_eq!(err, "rule `r` refers to unknown metric `nope`");
+        let err = FleetConfig::from_toml("[[metrics]]\nname = \"a\"\nwindow = 0\nstats = [\"mean\"]\n")
             .unwrap_err()
             .to_string();
-        assert_eq!(err, "rule `r` refers to unknown metric `nope`");
-        let err = FleetConfig::from_toml("[[metrics]]\nname = \"a\"\nwindow = 0\nstats = [\"mean\"]\n").unwrap_err().to_string();
         assert!(err.contains("window"), "{err}");
     }
 }

@@ -47,7 +47,12 @@ impl DeviceState {
     }
 
     /// Takes a sample; rows for samples released by the re-order buffer are appended to `out`.
-    pub fn push(&mut self, cfg: &FleetConfig, sample: Sample, out: &mut Vec<FeatureRow>) -> Result<(), Rejected> {
+    pub fn push(
+        &mut self,
+        cfg: &FleetConfig,
+        sample: Sample,
+        out: &mut Vec<FeatureRow>,
+    ) -> Result<(), Rejected> {
         let mut ready = Vec::new();
         self.reorder.push(sample.ts.0, sample, &mut ready)?;
         for (_, s) in ready {
@@ -71,7 +76,8 @@ impl DeviceState {
         let mut previous = vec![None; cfg.metrics.len()];
         for (mi, m) in cfg.metrics.iter().enumerate() {
             if let Some(&x) = s.metrics.get(&m.name) {
-                previous[mi] = (!self.windows[mi].is_empty()).then(|| (self.windows[mi].last(), self.metric_ts[mi]));
+                previous[mi] =
+                    (!self.windows[mi].is_empty()).then(|| (self.windows[mi].last(), self.metric_ts[mi]));
                 self.windows[mi].push(x);
                 self.metric_ts[mi] = Some(ts);
             }
@@ -265,7 +271,9 @@ max_gap_secs = 600
         assert_eq!(a[2].values, [21.0, 22.0, 22.0, 90.0]);
         // Minute 3: window [21, 22, 60], battery window [90, 80].
         assert_eq!(a[3].values, [(21.0 + 22.0 + 60.0) / 3.0, 60.0, 60.0, 80.0]);
-        let names = |r: &FeatureRow| r.rules_fired.iter().map(|&i| cfg.rules[i].name().to_string()).collect::<Vec<_>>();
+        let names = |r: &FeatureRow| {
+            r.rules_fired.iter().map(|&i| cfg.rules[i].name().to_string()).collect::<Vec<_>>()
+        };
         assert_eq!(names(a[3]), ["hot", "jump"]);
         assert_eq!(names(a[2]), ["stuck"], "battery 90 three times in a row");
         assert_eq!(names(a[4]), ["silent"]);
@@ -277,8 +285,9 @@ max_gap_secs = 600
     #[test]
     fn online_and_offline_paths_agree() {
         let cfg = FleetConfig::from_toml(CONFIG).unwrap();
-        let samples: Vec<Sample> =
-            (0..50).map(|i| s("d", i * 2 + (i % 3 == 0) as i64, Some((i * 7 % 13) as f64), (i % 5) as f64)).collect();
+        let samples: Vec<Sample> = (0..50)
+            .map(|i| s("d", i * 2 + (i % 3 == 0) as i64, Some((i * 7 % 13) as f64), (i % 5) as f64))
+            .collect();
         let (offline, _) = extract_all(&cfg, samples.clone());
         let mut state = DeviceState::new(&cfg);
         let mut online = Vec::new();

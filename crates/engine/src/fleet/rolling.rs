@@ -172,7 +172,10 @@ impl std::fmt::Display for Rejected {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Rejected::Late { ts, watermark } => {
-                write!(f, "sample at {ts} ms arrived too late: samples older than {watermark} ms are no longer accepted")
+                write!(
+                    f,
+                    "sample at {ts} ms arrived too late: samples older than {watermark} ms are no longer accepted"
+                )
             }
             Rejected::Duplicate { ts } => write!(f, "duplicate sample at {ts} ms"),
         }
@@ -215,7 +218,13 @@ pub struct Reorder<T> {
 impl<T> Reorder<T> {
     /// A buffer holding samples up to `tolerance_ms` out of order, at most `max_pending`.
     pub fn new(tolerance_ms: i64, max_pending: usize) -> Self {
-        Self { tolerance_ms, max_pending: max_pending.max(1), heap: BinaryHeap::new(), newest: i64::MIN, released: None }
+        Self {
+            tolerance_ms,
+            max_pending: max_pending.max(1),
+            heap: BinaryHeap::new(),
+            newest: i64::MIN,
+            released: None,
+        }
     }
 
     /// The oldest time still accepted.
@@ -289,7 +298,11 @@ mod tests {
             Stat::Max => w.iter().cloned().fold(f64::NEG_INFINITY, f64::max),
             Stat::Last => last,
             Stat::Delta => {
-                if history.len() < 2 { f64::NAN } else { last - history[history.len() - 2] }
+                if history.len() < 2 {
+                    f64::NAN
+                } else {
+                    last - history[history.len() - 2]
+                }
             }
             Stat::Ewma => history.iter().skip(1).fold(history[0], |e, &x| alpha * x + (1.0 - alpha) * e),
             Stat::Zscore => {

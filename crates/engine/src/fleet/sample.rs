@@ -97,7 +97,13 @@ impl Sample {
             }
             map.insert(name, v);
         }
-        Ok(Sample { device_id: device_id.to_string(), ts, metrics: map, cohort: cohort.filter(|c| !c.is_empty()), labels })
+        Ok(Sample {
+            device_id: device_id.to_string(),
+            ts,
+            metrics: map,
+            cohort: cohort.filter(|c| !c.is_empty()),
+            labels,
+        })
     }
 }
 
@@ -113,13 +119,20 @@ mod tests {
         assert_eq!(Timestamp::parse("2026-11-26 10:15:00").unwrap(), t);
         assert_eq!(Timestamp::parse("1795688100000").unwrap(), t);
         assert_eq!(t.to_rfc3339(), "2026-11-26T10:15:00.000Z");
-        assert_eq!(Timestamp::parse("yesterday").unwrap_err().to_string(), "field `ts`: `yesterday` is not an RFC 3339 time or Unix milliseconds");
+        assert_eq!(
+            Timestamp::parse("yesterday").unwrap_err().to_string(),
+            "field `ts`: `yesterday` is not an RFC 3339 time or Unix milliseconds"
+        );
     }
 
     #[test]
     fn bad_fields_are_named() {
-        let err = Sample::new("d1", Timestamp(0), [("cpu".to_string(), f64::NAN)], None, BTreeMap::new()).unwrap_err();
+        let err = Sample::new("d1", Timestamp(0), [("cpu".to_string(), f64::NAN)], None, BTreeMap::new())
+            .unwrap_err();
         assert_eq!(err.to_string(), "field `metrics.cpu`: value must be a finite number");
-        assert_eq!(Sample::new("", Timestamp(0), [], None, BTreeMap::new()).unwrap_err(), SampleError::BadDevice);
+        assert_eq!(
+            Sample::new("", Timestamp(0), [], None, BTreeMap::new()).unwrap_err(),
+            SampleError::BadDevice
+        );
     }
 }

@@ -93,7 +93,14 @@ pub struct SimParams {
 
 impl Default for SimParams {
     fn default() -> Self {
-        Self { devices: 100, samples: 720, seed: 0, fault_rate: 0.1, interval_secs: 3600, start_ms: 1_767_225_600_000 }
+        Self {
+            devices: 100,
+            samples: 720,
+            seed: 0,
+            fault_rate: 0.1,
+            interval_secs: 3600,
+            start_ms: 1_767_225_600_000,
+        }
     }
 }
 
@@ -223,7 +230,8 @@ impl Device {
         self.battery += if charging { 7.0 * hours } else { -(2.0 + 4.0 * day) * hours };
         self.battery = self.battery.clamp(15.0, 97.0 + rng.random_range(0.0..3.0));
         let mut battery = self.battery + 0.4 * normal(rng);
-        let mut temp = 31.0 + self.temp_off + 6.0 * day + if charging { 3.0 } else { 0.0 } + 0.6 * normal(rng);
+        let mut temp =
+            31.0 + self.temp_off + 6.0 * day + if charging { 3.0 } else { 0.0 } + 0.6 * normal(rng);
         let mut cpu = (18.0 + self.cpu_off + 30.0 * day + 5.0 * normal(rng)).clamp(0.0, 100.0);
         let mem = (48.0 + 12.0 * day + 3.0 * normal(rng)).clamp(0.0, 100.0);
         let storage = 40.0 + 0.01 * t as f64 + 0.05 * normal(rng);

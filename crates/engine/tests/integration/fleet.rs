@@ -14,7 +14,8 @@ fn config() -> FleetConfig {
 
 #[test]
 fn simulated_fleet_faults_are_detected_with_few_false_devices() {
-    let (samples, episodes) = simulate(&SimParams { devices: 1000, samples: 720, seed: 1, ..Default::default() });
+    let (samples, episodes) =
+        simulate(&SimParams { devices: 1000, samples: 720, seed: 1, ..Default::default() });
     assert!(episodes.len() > 50, "the simulation injects faults");
     let cfg = config();
     let (rows, refused) = extract_all(&cfg, samples);
@@ -42,7 +43,11 @@ fn simulated_fleet_faults_are_detected_with_few_false_devices() {
     let true_flags = anomalies.keys().filter(|d| faulty.contains(*d)).count();
     let recall = detected as f64 / episodes.len() as f64;
     let precision = true_flags as f64 / anomalies.len() as f64;
-    println!("episodes {detected}/{} detected; {true_flags}/{} flagged devices faulty", episodes.len(), anomalies.len());
+    println!(
+        "episodes {detected}/{} detected; {true_flags}/{} flagged devices faulty",
+        episodes.len(),
+        anomalies.len()
+    );
     assert!(recall >= 0.8, "recall {recall}");
     assert!(precision >= 0.8, "precision {precision}");
 }
@@ -69,5 +74,10 @@ fn bundle_round_trips_and_rejects_tampering() {
     // A single model is not a bundle, and a bundle is not a single model.
     let single = bundle.global.to_bytes();
     assert!(FleetBundle::from_bytes(&single).unwrap_err().to_string().contains("not a fleet bundle"));
-    assert!(anomalyd_engine::IsolationForest::from_bytes(&bytes).unwrap_err().to_string().contains("not an isolation forest"));
+    assert!(
+        anomalyd_engine::IsolationForest::from_bytes(&bytes)
+            .unwrap_err()
+            .to_string()
+            .contains("not an isolation forest")
+    );
 }

@@ -1,0 +1,198 @@
+//! Reading raw telemetry (CSV, NDJSON, Parquet) into validated samples.
+//!
+//! CSV and Parquet: columns `device_id`, `ts`, optional `cohort`, optional `label.<name>`
+//! columns (device attributes), and one column per metric (empty = not reported). NDJSON:
+//! one sample object per line, `{"device_id", "ts", "metrics": {…}, "cohort", "labels": {…}}`;
+//! unknown fields are rejected. Errors name the file, the row and the field.
+
+use std::collections::BTreeMap;
+use std::io::BufRead;
+
+use anomalyd_engine::fleet::{Sample, Timestamp};
+use serde::Deserialize;
+
+use crate::input::{InputError, InputFormat, open};
+
+fn err<T>(msg: String) -> anyhow::Result<T> {
+    Err(InputError(msg).into())
+}
+
+/// Reads every sample of `path` (`-` = CSV on stdin).
+pub fn read_samples(path: &str, format: Option<InputFormat>) -> anyhow::Result<Vec<Sample>> {
+    let format = match format {
+        Some(f) => f,
+        None => InputFormat::from_path(path)?,
+    };
+    let file = if path == "-" { "<stdin>".to_string() } else { path.to_string() };
+    match format {
+        InputFormat::Csv => {
+            let (reader, bar) = open(path)?;
+            let out = read_csv(reader, &file);
+            bar.finish_and_clear();
+            out
+        }
+        InputFormat::Ndjson => {
+            let (reader, bar) = open(path)?;
+            let out = read_ndjson(reader, &file);
+            bar.finish_and_clear();
+            out
+        }
+        InputFormat::Parquet => crate::parquet_input::read_samples(std::path::Path::new(path), &file),
+    }
+}
+
+/// Column roles of a telemetry table.
+pub(crate) struct Columns {
+    device: usize,
+    ts: usize,
+    cohort: Option<usize>,
+    labels: Vec<(usize, String)>,
+    metrics: Vec<(usize, String)>,
+}
+
+impl Columns {
+    pub(crate) fn resolve(header: &[String], file: &str) -> anyhow::Result<Self> {
+        let find = |n: &str| header.iter().position(|h| h == n);
+        let (Some(device), Some(ts)) = (find("device_id"), find("ts")) else {
+            return err(format!(
+                "{file}: telemetry needs `device_id` and `ts` columns; found: {}",
+                header.join(", ")
+            ));
+        };
+        let cohort = find("cohort");
+        let mut labels = Vec::new();
+        let mut metrics = Vec::new();
+        for (i, h) in header.iter().enumerate() {
+            if i == device || i == ts || Some(i) == cohort {
+                continue;
+            }
+            match h.strip_prefix("label.") {
+                Some(l) => labels.push((i, l.to_string())),
+                None => metrics.push((i, h.clone())),
+            }
+        }
+        if metrics.is_empty() {
+            return err(format!("{file}: no metric columns besides device_id, ts and cohort"));
+        }
+        Ok(Self { device, ts, cohort, labels, metrics })
+    }
+
+    /// Builds a sample from one row of text cells.
+    pub(crate) fn sample(
+        &self,
+        cell: impl Fn(usize) -> Option<String>,
+        file: &str,
+        row: usize,
+    ) -> anyhow::Result<Sample> {
+        let device = cell(self.device).unwrap_or_default();
+        let ts_text = cell(self.ts).unwrap_or_default();
+        let ts = Timestamp::parse(&ts_text).map_err(|e| InputError(format!("{file}: row {row}: {e}")))?;
+        let mut metrics = Vec::with_capacity(self.metrics.len());
+        for (i, name) in &self.metrics {
+            let text = cell(*i).unwrap_or_default();
+            let t = text.trim();
+            if t.is_empty() || t.eq_ignore_ascii_case("nan") || t.eq_ignore_ascii_case("na") || t == "null" {
+                continue;
+            }
+            match t.parse::<f64>() {
+                Ok(v) if v.is_finite() => metrics.push((name.clone(), v)),
+                _ => {
+                    return err(format!(
+                        "{file}: row {row}, field `metrics.{name}`: `{t}` is not a finite number"
+                    ));
+                }
+            }
+        }
+        let labels: BTreeMap<String, String> = self
+            .labels
+            .iter()
+            .filter_map(|(i, l)| cell(*i).filter(|v| !v.is_empty()).map(|v| (l.clone(), v)))
+            .collect();
+        Sample::new(&device, ts, metrics, self.cohort.and_then(&cell), labels)
+            .map_err(|e| InputError(format!("{file}: row {row}: {e}")).into())
+    }
+}
+
+fn read_csv(reader: Box<dyn BufRead>, file: &str) -> anyhow::Result<Vec<Sample>> {
+    let mut rdr = csv::ReaderBuilder::new().flexible(true).from_reader(reader);
+    let header: Vec<String> = match rdr.headers() {
+        Ok(h) if !(h.len() == 1 && h[0].trim().is_empty()) => {
+            h.iter().map(|s| s.trim().to_string()).collect()
+        }
+        Ok(_) => return err(format!("{file}: the file is empty (no header row)")),
+        Err(e) => return err(format!("{file}: cannot read the header: {e}")),
+    };
+    let cols = Columns::resolve(&header, file)?;
+    let mut out = Vec::new();
+    let mut record = csv::StringRecord::new();
+    let mut row = 0;
+    loop {
+        match rdr.read_record(&mut record) {
+            Ok(false) => break,
+            Ok(true) => {}
+            Err(e) => return err(format!("{file}: row {}: {e}", row + 1)),
+        }
+        row += 1;
+        if record.len() != header.len() {
+            return err(format!(
+                "{file}: row {row}: expected {} fields like the header, found {}",
+                header.len(),
+                record.len()
+            ));
+        }
+        out.push(cols.sample(|i| record.get(i).map(str::to_string), file, row)?);
+    }
+    if out.is_empty() {
+        return err(format!("{file}: no data rows"));
+    }
+    Ok(out)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JsonSample {
+    device_id: String,
+    ts: serde_json::Value,
+    metrics: BTreeMap<String, serde_json::Value>,
+    #[serde(default)]
+    cohort: Option<String>,
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
+}
+
+/// Validates one JSON sample object (shared by NDJSON files and, later, the HTTP API).
+pub fn sample_from_json(value: serde_json::Value) -> Result<Sample, String> {
+    let s: JsonSample = serde_json::from_value(value).map_err(|e| e.to_string())?;
+    let ts = match &s.ts {
+        serde_json::Value::Number(n) => {
+            n.as_i64().map(Timestamp).ok_or("field `ts`: expected integer milliseconds")?
+        }
+        serde_json::Value::String(t) => Timestamp::parse(t).map_err(|e| e.to_string())?,
+        _ => return Err("field `ts`: expected an RFC 3339 string or integer milliseconds".into()),
+    };
+    let mut metrics = Vec::with_capacity(s.metrics.len());
+    for (k, v) in s.metrics {
+        match v.as_f64() {
+            Some(x) => metrics.push((k, x)),
+            None => return Err(format!("field `metrics.{k}`: expected a number, found {v}")),
+        }
+    }
+    Sample::new(&s.device_id, ts, metrics, s.cohort, s.labels).map_err(|e| e.to_string())
+}
+
+fn read_ndjson(reader: Box<dyn BufRead>, file: &str) -> anyhow::Result<Vec<Sample>> {
+    let mut out = Vec::new();
+    for (n, line) in reader.lines().enumerate() {
+        let line = line.map_err(|e| InputError(format!("{file}: line {}: {e}", n + 1)))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let value: serde_json::Value = serde_json::from_str(&line)
+            .map_err(|e| InputError(format!("{file}: row {}: malformed JSON: {e}", n + 1)))?;
+        out.push(sample_from_json(value).map_err(|e| InputError(format!("{file}: row {}: {e}", n + 1)))?);
+    }
+    if out.is_empty() {
+        return err(format!("{file}: the file is empty (no JSON rows)"));
+    }
+    Ok(out)
+}
