@@ -83,6 +83,7 @@ pub(crate) fn read_samples(path: &Path, file: &str) -> anyhow::Result<Vec<anomal
     let cols = crate::telemetry_input::Columns::resolve(&header, file)?;
     let rows = reader.get_row_iter(None).map_err(|e| InputError(format!("{file}: cannot read rows: {e}")))?;
     let mut out = Vec::new();
+    let mut interner = crate::telemetry_input::Interner::default();
     for (n, row) in rows.enumerate() {
         let row_no = n + 1;
         let row = row.map_err(|e| InputError(format!("{file}: row {row_no}: {e}")))?;
@@ -95,7 +96,7 @@ pub(crate) fn read_samples(path: &Path, file: &str) -> anyhow::Result<Vec<anomal
                 other => field_value(other).map(|v| v.to_string()).or_else(|| Some(other.to_string())),
             })
             .collect();
-        out.push(cols.sample(|i| cells.get(i).cloned().flatten(), file, row_no)?);
+        out.push(cols.sample(|i| cells.get(i).cloned().flatten(), &mut interner, file, row_no)?);
     }
     if out.is_empty() {
         return Err(InputError(format!("{file}: no data rows")).into());

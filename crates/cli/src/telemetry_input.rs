@@ -5,10 +5,11 @@
 //! one sample object per line, `{"device_id", "ts", "metrics": {…}, "cohort", "labels": {…}}`;
 //! unknown fields are rejected. Errors name the file, the row and the field.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::BufRead;
+use std::sync::Arc;
 
-use anomalyd_engine::fleet::{Sample, Timestamp};
+use anomalyd_engine::fleet::{Labels, Sample, Timestamp};
 use serde::Deserialize;
 
 use crate::input::{InputError, InputFormat, open};
@@ -41,13 +42,43 @@ pub fn read_samples(path: &str, format: Option<InputFormat>) -> anyhow::Result<V
     }
 }
 
+/// Hands out one shared copy of each distinct string (device ids, cohorts) and of each
+/// device's labels, so that millions of samples do not each allocate their own.
+#[derive(Default)]
+pub(crate) struct Interner {
+    strings: HashMap<String, Arc<str>>,
+    labels: HashMap<Arc<str>, Labels>,
+}
+
+impl Interner {
+    pub(crate) fn string(&mut self, s: &str) -> Arc<str> {
+        if let Some(a) = self.strings.get(s) {
+            return a.clone();
+        }
+        let a: Arc<str> = Arc::from(s);
+        self.strings.insert(s.to_string(), a.clone());
+        a
+    }
+
+    pub(crate) fn labels(&mut self, device: &Arc<str>, labels: BTreeMap<String, String>) -> Labels {
+        match self.labels.get(device) {
+            Some(l) if **l == labels => l.clone(),
+            _ => {
+                let l = Arc::new(labels);
+                self.labels.insert(device.clone(), l.clone());
+                l
+            }
+        }
+    }
+}
+
 /// Column roles of a telemetry table.
 pub(crate) struct Columns {
     device: usize,
     ts: usize,
     cohort: Option<usize>,
     labels: Vec<(usize, String)>,
-    metrics: Vec<(usize, String)>,
+    metrics: Vec<(usize, Arc<str>)>,
 }
 
 impl Columns {
@@ -68,7 +99,7 @@ impl Columns {
             }
             match h.strip_prefix("label.") {
                 Some(l) => labels.push((i, l.to_string())),
-                None => metrics.push((i, h.clone())),
+                None => metrics.push((i, Arc::from(h.as_str()))),
             }
         }
         if metrics.is_empty() {
@@ -81,6 +112,7 @@ impl Columns {
     pub(crate) fn sample(
         &self,
         cell: impl Fn(usize) -> Option<String>,
+        interner: &mut Interner,
         file: &str,
         row: usize,
     ) -> anyhow::Result<Sample> {
@@ -108,7 +140,10 @@ impl Columns {
             .iter()
             .filter_map(|(i, l)| cell(*i).filter(|v| !v.is_empty()).map(|v| (l.clone(), v)))
             .collect();
-        Sample::new(&device, ts, metrics, self.cohort.and_then(&cell), labels)
+        let device = interner.string(&device);
+        let labels = interner.labels(&device, labels);
+        let cohort = self.cohort.and_then(&cell).filter(|c| !c.is_empty()).map(|c| interner.string(&c));
+        Sample::new(device, ts, metrics, cohort, labels)
             .map_err(|e| InputError(format!("{file}: row {row}: {e}")).into())
     }
 }
@@ -124,6 +159,7 @@ fn read_csv(reader: Box<dyn BufRead>, file: &str) -> anyhow::Result<Vec<Sample>>
     };
     let cols = Columns::resolve(&header, file)?;
     let mut out = Vec::new();
+    let mut interner = Interner::default();
     let mut record = csv::StringRecord::new();
     let mut row = 0;
     loop {
@@ -140,7 +176,7 @@ fn read_csv(reader: Box<dyn BufRead>, file: &str) -> anyhow::Result<Vec<Sample>>
                 record.len()
             ));
         }
-        out.push(cols.sample(|i| record.get(i).map(str::to_string), file, row)?);
+        out.push(cols.sample(|i| record.get(i).map(str::to_string), &mut interner, file, row)?);
     }
     if out.is_empty() {
         return err(format!("{file}: no data rows"));
@@ -161,7 +197,7 @@ struct JsonSample {
 }
 
 /// Validates one JSON sample object (shared by NDJSON files and, later, the HTTP API).
-pub fn sample_from_json(value: serde_json::Value) -> Result<Sample, String> {
+pub(crate) fn sample_from_json(value: serde_json::Value, interner: &mut Interner) -> Result<Sample, String> {
     let s: JsonSample = serde_json::from_value(value).map_err(|e| e.to_string())?;
     let ts = match &s.ts {
         serde_json::Value::Number(n) => {
@@ -173,15 +209,19 @@ pub fn sample_from_json(value: serde_json::Value) -> Result<Sample, String> {
     let mut metrics = Vec::with_capacity(s.metrics.len());
     for (k, v) in s.metrics {
         match v.as_f64() {
-            Some(x) => metrics.push((k, x)),
+            Some(x) => metrics.push((interner.string(&k), x)),
             None => return Err(format!("field `metrics.{k}`: expected a number, found {v}")),
         }
     }
-    Sample::new(&s.device_id, ts, metrics, s.cohort, s.labels).map_err(|e| e.to_string())
+    let device = interner.string(&s.device_id);
+    let labels = interner.labels(&device, s.labels);
+    let cohort = s.cohort.map(|c| interner.string(&c));
+    Sample::new(device, ts, metrics, cohort, labels).map_err(|e| e.to_string())
 }
 
 fn read_ndjson(reader: Box<dyn BufRead>, file: &str) -> anyhow::Result<Vec<Sample>> {
     let mut out = Vec::new();
+    let mut interner = Interner::default();
     for (n, line) in reader.lines().enumerate() {
         let line = line.map_err(|e| InputError(format!("{file}: line {}: {e}", n + 1)))?;
         if line.trim().is_empty() {
@@ -189,7 +229,10 @@ fn read_ndjson(reader: Box<dyn BufRead>, file: &str) -> anyhow::Result<Vec<Sampl
         }
         let value: serde_json::Value = serde_json::from_str(&line)
             .map_err(|e| InputError(format!("{file}: row {}: malformed JSON: {e}", n + 1)))?;
-        out.push(sample_from_json(value).map_err(|e| InputError(format!("{file}: row {}: {e}", n + 1)))?);
+        out.push(
+            sample_from_json(value, &mut interner)
+                .map_err(|e| InputError(format!("{file}: row {}: {e}", n + 1)))?,
+        );
     }
     if out.is_empty() {
         return err(format!("{file}: the file is empty (no JSON rows)"));

@@ -67,10 +67,13 @@ pub fn run(args: &SimulateArgs) -> anyhow::Result<()> {
             header.extend(["label.model", "label.os", "label.site", "label.firmware"]);
             w.write_record(&header)?;
             for s in &samples {
-                let mut rec =
-                    vec![s.device_id.clone(), s.ts.to_rfc3339(), s.cohort.clone().unwrap_or_default()];
+                let mut rec = vec![
+                    s.device_id.to_string(),
+                    s.ts.to_rfc3339(),
+                    s.cohort.as_deref().unwrap_or("").to_string(),
+                ];
                 rec.extend(
-                    METRICS.iter().map(|m| s.metrics.get(*m).map(|v| format!("{v:.3}")).unwrap_or_default()),
+                    METRICS.iter().map(|m| s.metric(m).map(|v| format!("{v:.3}")).unwrap_or_default()),
                 );
                 rec.extend(
                     ["model", "os", "site", "firmware"]
@@ -87,11 +90,14 @@ pub fn run(args: &SimulateArgs) -> anyhow::Result<()> {
                 let metrics: serde_json::Map<String, serde_json::Value> = s
                     .metrics
                     .iter()
-                    .map(|(k, v)| (k.clone(), serde_json::json!((v * 1000.0).round() / 1000.0)))
+                    .map(|(k, v)| (k.to_string(), serde_json::json!((v * 1000.0).round() / 1000.0)))
                     .collect();
                 serde_json::to_writer(
                     &mut buf,
-                    &serde_json::json!({"device_id": s.device_id, "ts": s.ts.to_rfc3339(), "metrics": metrics, "cohort": s.cohort, "labels": s.labels}),
+                    &serde_json::json!({
+                        "device_id": &*s.device_id, "ts": s.ts.to_rfc3339(), "metrics": metrics,
+                        "cohort": s.cohort.as_deref(), "labels": &*s.labels,
+                    }),
                 )?;
                 buf.push(b'\n');
             }
@@ -105,7 +111,7 @@ pub fn run(args: &SimulateArgs) -> anyhow::Result<()> {
         w.write_record(["device_id", "kind", "start", "end"])?;
         for e in &episodes {
             w.write_record([
-                e.device_id.clone(),
+                e.device_id.to_string(),
                 e.kind.as_str().to_string(),
                 e.start.to_rfc3339(),
                 e.end.to_rfc3339(),
@@ -147,8 +153,7 @@ fn parquet_bytes(samples: &[anomalyd_engine::fleet::Sample]) -> anyhow::Result<V
     while let Some(mut c) = group.next_column()? {
         match col {
             0 => {
-                let v: Vec<ByteArray> =
-                    samples.iter().map(|s| ByteArray::from(s.device_id.as_str())).collect();
+                let v: Vec<ByteArray> = samples.iter().map(|s| ByteArray::from(&*s.device_id)).collect();
                 c.typed::<ByteArrayType>().write_batch(&v, None, None)?;
             }
             1 => {
@@ -163,8 +168,8 @@ fn parquet_bytes(samples: &[anomalyd_engine::fleet::Sample]) -> anyhow::Result<V
             }
             k => {
                 let m = METRICS[k - 3];
-                let defs: Vec<i16> = samples.iter().map(|s| i16::from(s.metrics.contains_key(m))).collect();
-                let v: Vec<f64> = samples.iter().filter_map(|s| s.metrics.get(m).copied()).collect();
+                let defs: Vec<i16> = samples.iter().map(|s| i16::from(s.metric(m).is_some())).collect();
+                let v: Vec<f64> = samples.iter().filter_map(|s| s.metric(m)).collect();
                 c.typed::<DoubleType>().write_batch(&v, Some(&defs), None)?;
             }
         }

@@ -72,7 +72,7 @@ impl FleetBundle {
         let mut by_cohort: BTreeMap<&str, Vec<&FeatureRow>> = BTreeMap::new();
         for r in rows {
             if let Some(c) = &r.cohort {
-                by_cohort.entry(c.as_str()).or_default().push(r);
+                by_cohort.entry(&**c).or_default().push(r);
             }
         }
         let eligible: Vec<(&str, Vec<&FeatureRow>)> =
@@ -103,7 +103,7 @@ impl FleetBundle {
         let position: Vec<usize> = rows
             .iter()
             .map(|r| {
-                let n = seen.entry(r.device_id.as_str()).or_insert(0);
+                let n = seen.entry(&*r.device_id).or_insert(0);
                 *n += 1;
                 *n
             })

@@ -2,6 +2,7 @@
 //! whole file, devices in parallel) and online (one sample at a time).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use rayon::prelude::*;
 
@@ -13,11 +14,11 @@ use super::sample::{Sample, Timestamp};
 #[derive(Debug, Clone, PartialEq)]
 pub struct FeatureRow {
     /// Device.
-    pub device_id: String,
+    pub device_id: Arc<str>,
     /// Sample time.
     pub ts: Timestamp,
     /// Cohort of the sample (the latest one the device reported).
-    pub cohort: Option<String>,
+    pub cohort: Option<Arc<str>>,
     /// One value per [`FleetConfig::features`]; NaN where undefined (e.g. a metric not seen yet).
     pub values: Vec<f32>,
     /// Indices into [`FleetConfig::rules`] of the rules that fired.
@@ -31,7 +32,9 @@ pub struct DeviceState {
     /// Time of the previous value of each metric (for rates of change).
     metric_ts: Vec<Option<i64>>,
     last_ts: Option<i64>,
-    cohort: Option<String>,
+    cohort: Option<Arc<str>>,
+    /// Value of each configured metric in the sample being applied (reused buffer).
+    current: Vec<Option<f64>>,
 }
 
 impl DeviceState {
@@ -39,10 +42,15 @@ impl DeviceState {
     pub fn new(cfg: &FleetConfig) -> Self {
         Self {
             reorder: Reorder::new(cfg.tolerance_ms, cfg.max_pending),
-            windows: cfg.metrics.iter().map(|m| Window::new(m.window, cfg.ewma_alpha)).collect(),
+            windows: cfg
+                .metrics
+                .iter()
+                .map(|m| Window::with_stats(m.window, cfg.ewma_alpha, &m.stats))
+                .collect(),
             metric_ts: vec![None; cfg.metrics.len()],
             last_ts: None,
             cohort: None,
+            current: vec![None; cfg.metrics.len()],
         }
     }
 
@@ -75,7 +83,8 @@ impl DeviceState {
         let mut rules_fired = Vec::new();
         let mut previous = vec![None; cfg.metrics.len()];
         for (mi, m) in cfg.metrics.iter().enumerate() {
-            if let Some(&x) = s.metrics.get(&m.name) {
+            self.current[mi] = s.metric(&m.name);
+            if let Some(x) = self.current[mi] {
                 previous[mi] =
                     (!self.windows[mi].is_empty()).then(|| (self.windows[mi].last(), self.metric_ts[mi]));
                 self.windows[mi].push(x);
@@ -84,14 +93,15 @@ impl DeviceState {
         }
         for (ri, rule) in cfg.rules.iter().enumerate() {
             let fired = match rule {
-                RuleSpec::Threshold { metric, below, above, .. } => s
-                    .metrics
-                    .get(metric)
-                    .is_some_and(|&x| below.is_some_and(|b| x < b) || above.is_some_and(|a| x > a)),
+                RuleSpec::Threshold { metric, below, above, .. } => {
+                    let mi = cfg.metric_index(metric).expect("validated");
+                    self.current[mi]
+                        .is_some_and(|x| below.is_some_and(|b| x < b) || above.is_some_and(|a| x > a))
+                }
                 RuleSpec::RateOfChange { metric, max_per_hour, .. } => {
                     let mi = cfg.metric_index(metric).expect("validated");
-                    match (s.metrics.get(metric), previous[mi]) {
-                        (Some(&x), Some((prev, Some(prev_ts)))) if ts > prev_ts => {
+                    match (self.current[mi], previous[mi]) {
+                        (Some(x), Some((prev, Some(prev_ts)))) if ts > prev_ts => {
                             let hours = (ts - prev_ts) as f64 / 3_600_000.0;
                             ((x - prev) / hours).abs() > *max_per_hour
                         }
@@ -100,7 +110,7 @@ impl DeviceState {
                 }
                 RuleSpec::FlatLine { metric, samples, .. } => {
                     let mi = cfg.metric_index(metric).expect("validated");
-                    s.metrics.contains_key(metric) && self.windows[mi].run_length() >= *samples
+                    self.current[mi].is_some() && self.windows[mi].run_length() >= *samples
                 }
                 RuleSpec::MissingHeartbeat { max_gap_secs, .. } => {
                     self.last_ts.is_some_and(|prev| ts - prev > (*max_gap_secs as i64).saturating_mul(1000))
@@ -156,7 +166,7 @@ pub struct Refused {
     /// Index of the sample in the input.
     pub index: usize,
     /// Device of the sample.
-    pub device_id: String,
+    pub device_id: Arc<str>,
     /// Why.
     pub reason: Rejected,
 }
@@ -165,7 +175,7 @@ pub struct Refused {
 /// devices in parallel. Rows come out grouped by device (devices in first-seen order), each
 /// device's rows in time order.
 pub fn extract_all(cfg: &FleetConfig, samples: Vec<Sample>) -> (Vec<FeatureRow>, Vec<Refused>) {
-    let mut device_of: HashMap<String, usize> = HashMap::new();
+    let mut device_of: HashMap<Arc<str>, usize> = HashMap::new();
     let mut per_device: Vec<Vec<(usize, Sample)>> = Vec::new();
     for (i, s) in samples.into_iter().enumerate() {
         let next = per_device.len();
@@ -203,8 +213,6 @@ pub fn extract_all(cfg: &FleetConfig, samples: Vec<Sample>) -> (Vec<FeatureRow>,
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-
     use super::*;
 
     const CONFIG: &str = r#"
@@ -240,11 +248,12 @@ max_gap_secs = 600
 "#;
 
     fn s(device: &str, minute: i64, temp: Option<f64>, battery: f64) -> Sample {
-        let mut m = vec![("battery".to_string(), battery)];
+        let mut m = vec![("battery".into(), battery)];
         if let Some(t) = temp {
-            m.push(("temp".to_string(), t));
+            m.push(("temp".into(), t));
         }
-        Sample::new(device, Timestamp(minute * 60_000), m, Some("c1".into()), BTreeMap::new()).unwrap()
+        Sample::new(device.into(), Timestamp(minute * 60_000), m, Some("c1".into()), Default::default())
+            .unwrap()
     }
 
     #[test]
@@ -265,7 +274,7 @@ max_gap_secs = 600
         assert_eq!(refused.len(), 1);
         assert_eq!(refused[0].index, 6);
         assert!(matches!(refused[0].reason, Rejected::Duplicate { .. } | Rejected::Late { .. }));
-        let a: Vec<&FeatureRow> = rows.iter().filter(|r| r.device_id == "a").collect();
+        let a: Vec<&FeatureRow> = rows.iter().filter(|r| &*r.device_id == "a").collect();
         assert_eq!(a.iter().map(|r| r.ts.0 / 60_000).collect::<Vec<_>>(), [0, 1, 2, 3, 20]);
         // Minute 2: temp window [20, 21, 22].
         assert_eq!(a[2].values, [21.0, 22.0, 22.0, 90.0]);
@@ -279,7 +288,7 @@ max_gap_secs = 600
         assert_eq!(names(a[4]), ["silent"]);
         // A sample without temp leaves the temp features as they were.
         assert_eq!(a[4].values[..3], a[3].values[..3]);
-        assert_eq!(rows.iter().filter(|r| r.device_id == "b").count(), 2);
+        assert_eq!(rows.iter().filter(|r| &*r.device_id == "b").count(), 2);
     }
 
     #[test]

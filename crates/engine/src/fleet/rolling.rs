@@ -29,12 +29,26 @@ pub struct Window {
     alpha: f64,
     /// Consecutive samples (including the last) with the same value.
     run: usize,
+    /// Which of the costlier statistics are kept up to date.
+    track_min: bool,
+    track_max: bool,
+    track_ewma: bool,
 }
 
 impl Window {
-    /// An empty window of `cap` samples with EWMA factor `alpha`.
+    /// An empty window of `cap` samples with EWMA factor `alpha`, keeping every statistic.
     pub fn new(cap: usize, alpha: f64) -> Self {
+        Self::with_stats(cap, alpha, &[Stat::Min, Stat::Max, Stat::Ewma])
+    }
+
+    /// A window that keeps min, max and EWMA only when `stats` asks for them (mean, std,
+    /// z-score, last and delta cost next to nothing and are always kept). Statistics not
+    /// kept read as NaN.
+    pub fn with_stats(cap: usize, alpha: f64, stats: &[Stat]) -> Self {
         Self {
+            track_min: stats.contains(&Stat::Min),
+            track_max: stats.contains(&Stat::Max),
+            track_ewma: stats.contains(&Stat::Ewma),
             cap,
             values: VecDeque::with_capacity(cap),
             first_seq: 0,
@@ -83,15 +97,21 @@ impl Window {
         self.m2 += delta * (x - self.mean);
         let seq = self.next_seq;
         self.next_seq += 1;
-        while self.min_q.back().is_some_and(|&(_, v)| v >= x) {
-            self.min_q.pop_back();
+        if self.track_min {
+            while self.min_q.back().is_some_and(|&(_, v)| v >= x) {
+                self.min_q.pop_back();
+            }
+            self.min_q.push_back((seq, x));
         }
-        self.min_q.push_back((seq, x));
-        while self.max_q.back().is_some_and(|&(_, v)| v <= x) {
-            self.max_q.pop_back();
+        if self.track_max {
+            while self.max_q.back().is_some_and(|&(_, v)| v <= x) {
+                self.max_q.pop_back();
+            }
+            self.max_q.push_back((seq, x));
         }
-        self.max_q.push_back((seq, x));
-        self.ewma = if self.ewma.is_nan() { x } else { self.alpha * x + (1.0 - self.alpha) * self.ewma };
+        if self.track_ewma {
+            self.ewma = if self.ewma.is_nan() { x } else { self.alpha * x + (1.0 - self.alpha) * self.ewma };
+        }
     }
 
     /// Number of values in the window.

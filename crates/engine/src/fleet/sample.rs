@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 
 use thiserror::Error;
 
@@ -58,52 +59,59 @@ pub enum SampleError {
     /// A metric name is empty.
     #[error("field `metrics`: metric names must not be empty")]
     EmptyMetricName,
+    /// A metric appears twice in one sample.
+    #[error("field `metrics.{0}`: given twice")]
+    DuplicateMetric(String),
 }
 
-/// One validated telemetry sample.
+/// Device attributes (site, firmware, …), shared by all samples of a device.
+pub type Labels = Arc<BTreeMap<String, String>>;
+
+/// One validated telemetry sample. Names are reference-counted so that a reader can hand
+/// the same device id, cohort, metric names and labels to every sample without copying.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sample {
     /// Device identifier.
-    pub device_id: String,
+    pub device_id: Arc<str>,
     /// Sample time.
     pub ts: Timestamp,
-    /// Metric values by name; all finite.
-    pub metrics: BTreeMap<String, f64>,
+    /// Metric values by name; names unique, values finite.
+    pub metrics: Vec<(Arc<str>, f64)>,
     /// Cohort, e.g. `tc52/android-13`.
-    pub cohort: Option<String>,
-    /// Free-form device attributes (site, firmware, ...).
-    pub labels: BTreeMap<String, String>,
+    pub cohort: Option<Arc<str>>,
+    /// Free-form device attributes.
+    pub labels: Labels,
 }
 
 impl Sample {
     /// Validates raw parts into a sample.
     pub fn new(
-        device_id: &str,
+        device_id: Arc<str>,
         ts: Timestamp,
-        metrics: impl IntoIterator<Item = (String, f64)>,
-        cohort: Option<String>,
-        labels: BTreeMap<String, String>,
+        metrics: Vec<(Arc<str>, f64)>,
+        cohort: Option<Arc<str>>,
+        labels: Labels,
     ) -> Result<Self, SampleError> {
         if device_id.is_empty() || device_id.len() > 256 {
             return Err(SampleError::BadDevice);
         }
-        let mut map = BTreeMap::new();
-        for (name, v) in metrics {
+        for (i, (name, v)) in metrics.iter().enumerate() {
             if name.is_empty() {
                 return Err(SampleError::EmptyMetricName);
             }
             if !v.is_finite() {
-                return Err(SampleError::NonFinite(name));
+                return Err(SampleError::NonFinite(name.to_string()));
             }
-            map.insert(name, v);
+            if metrics[..i].iter().any(|(n, _)| n == name) {
+                return Err(SampleError::DuplicateMetric(name.to_string()));
+            }
         }
-        Ok(Sample {
-            device_id: device_id.to_string(),
-            ts,
-            metrics: map,
-            cohort: cohort.filter(|c| !c.is_empty()),
-            labels,
-        })
+        Ok(Sample { device_id, ts, metrics, cohort: cohort.filter(|c| !c.is_empty()), labels })
+    }
+
+    /// The value of a metric, when the sample carries it.
+    pub fn metric(&self, name: &str) -> Option<f64> {
+        self.metrics.iter().find(|(n, _)| &**n == name).map(|&(_, v)| v)
     }
 }
 
@@ -127,12 +135,13 @@ mod tests {
 
     #[test]
     fn bad_fields_are_named() {
-        let err = Sample::new("d1", Timestamp(0), [("cpu".to_string(), f64::NAN)], None, BTreeMap::new())
-            .unwrap_err();
+        let nan = vec![("cpu".into(), f64::NAN)];
+        let err = Sample::new("d1".into(), Timestamp(0), nan, None, Labels::default()).unwrap_err();
         assert_eq!(err.to_string(), "field `metrics.cpu`: value must be a finite number");
-        assert_eq!(
-            Sample::new("", Timestamp(0), [], None, BTreeMap::new()).unwrap_err(),
-            SampleError::BadDevice
-        );
+        let empty = Sample::new("".into(), Timestamp(0), vec![], None, Labels::default());
+        assert_eq!(empty.unwrap_err(), SampleError::BadDevice);
+        let twice = vec![("cpu".into(), 1.0), ("cpu".into(), 2.0)];
+        let err = Sample::new("d".into(), Timestamp(0), twice, None, Labels::default()).unwrap_err();
+        assert_eq!(err.to_string(), "field `metrics.cpu`: given twice");
     }
 }

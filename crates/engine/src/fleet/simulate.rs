@@ -2,11 +2,12 @@
 //! injected, labelled faults. The same seed always gives the same fleet.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use rand::{Rng, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 
-use super::sample::{Sample, Timestamp};
+use super::sample::{Labels, Sample, Timestamp};
 
 /// Kinds of injected faults.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -65,7 +66,7 @@ impl FaultKind {
 #[derive(Debug, Clone, PartialEq)]
 pub struct FaultEpisode {
     /// Device affected.
-    pub device_id: String,
+    pub device_id: Arc<str>,
     /// What went wrong.
     pub kind: FaultKind,
     /// First affected sample time.
@@ -160,14 +161,14 @@ pub fn simulate(p: &SimParams) -> (Vec<Sample>, Vec<FaultEpisode>) {
             (kind, start)
         });
         devices.push(Device {
-            id: format!("dev-{i:05}"),
-            cohort: format!("{model}/{os}"),
-            labels: BTreeMap::from([
+            id: format!("dev-{i:05}").into(),
+            cohort: format!("{model}/{os}").into(),
+            labels: Arc::new(BTreeMap::from([
                 ("model".to_string(), model.to_string()),
                 ("os".to_string(), os.to_string()),
                 ("site".to_string(), SITES[rng.random_range(0..SITES.len())].to_string()),
                 ("firmware".to_string(), FIRMWARE[rng.random_range(0..FIRMWARE.len())].to_string()),
-            ]),
+            ])),
             temp_off: temp_off + 0.5 * normal(&mut rng),
             cpu_off: cpu_off + 2.0 * normal(&mut rng),
             phase: rng.random_range(0.0..3.0),
@@ -177,11 +178,12 @@ pub fn simulate(p: &SimParams) -> (Vec<Sample>, Vec<FaultEpisode>) {
         });
     }
     let step_ms = p.interval_secs * 1000;
+    let names: Vec<Arc<str>> = METRICS.iter().map(|&m| Arc::from(m)).collect();
     let mut samples = Vec::with_capacity(p.devices * p.samples);
     for t in 0..p.samples {
         let ts = p.start_ms + t as i64 * step_ms;
         for dev in &mut devices {
-            if let Some(s) = dev.sample(t, ts, p.interval_secs) {
+            if let Some(s) = dev.sample(t, ts, p.interval_secs, &names) {
                 samples.push(s);
             }
         }
@@ -201,9 +203,9 @@ pub fn simulate(p: &SimParams) -> (Vec<Sample>, Vec<FaultEpisode>) {
 }
 
 struct Device {
-    id: String,
-    cohort: String,
-    labels: BTreeMap<String, String>,
+    id: Arc<str>,
+    cohort: Arc<str>,
+    labels: Labels,
     temp_off: f64,
     cpu_off: f64,
     phase: f64,
@@ -213,7 +215,7 @@ struct Device {
 }
 
 impl Device {
-    fn sample(&mut self, t: usize, ts: i64, interval_secs: i64) -> Option<Sample> {
+    fn sample(&mut self, t: usize, ts: i64, interval_secs: i64, names: &[Arc<str>]) -> Option<Sample> {
         let hour = ((ts / 1000 / 3600) % 24) as f64 + self.phase;
         let day = (std::f64::consts::PI * (hour - 7.0) / 12.0).sin().max(0.0); // 0 at night, 1 at midday
         let fault = self.fault.filter(|&(_, start)| t >= start && t < start + 64);
@@ -259,9 +261,9 @@ impl Device {
         }
         let metrics = [battery, temp, cpu, mem, storage, rx, tx, signal, crashes];
         let sample = Sample::new(
-            &self.id,
+            self.id.clone(),
             Timestamp(ts),
-            METRICS.iter().map(|m| m.to_string()).zip(metrics),
+            names.iter().cloned().zip(metrics).collect(),
             Some(self.cohort.clone()),
             self.labels.clone(),
         );

@@ -26,7 +26,7 @@ fn simulated_fleet_faults_are_detected_with_few_false_devices() {
     let mut anomalies: HashMap<&str, Vec<i64>> = HashMap::new();
     for (r, s) in rows.iter().zip(&scores) {
         if s.is_anomaly() {
-            anomalies.entry(r.device_id.as_str()).or_default().push(r.ts.0);
+            anomalies.entry(&*r.device_id).or_default().push(r.ts.0);
         }
     }
     // An episode counts as detected when its device has an anomaly between the fault's start
@@ -35,11 +35,11 @@ fn simulated_fleet_faults_are_detected_with_few_false_devices() {
         .iter()
         .filter(|e| {
             anomalies
-                .get(e.device_id.as_str())
+                .get(&*e.device_id)
                 .is_some_and(|ts| ts.iter().any(|&t| t >= e.start.0 && t <= e.end.0 + 3 * 3_600_000))
         })
         .count();
-    let faulty: HashSet<&str> = episodes.iter().map(|e| e.device_id.as_str()).collect();
+    let faulty: HashSet<&str> = episodes.iter().map(|e| &*e.device_id).collect();
     let true_flags = anomalies.keys().filter(|d| faulty.contains(*d)).count();
     let recall = detected as f64 / episodes.len() as f64;
     let precision = true_flags as f64 / anomalies.len() as f64;
