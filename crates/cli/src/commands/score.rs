@@ -139,9 +139,9 @@ fn score_telemetry(args: &ScoreArgs, telemetry: &str) -> anyhow::Result<()> {
             })
             .collect();
         let obj = serde_json::json!({
-            "device_id": &*row.device_id,
+            "device_id": &**row.device_id,
             "ts": row.ts.to_rfc3339(),
-            "cohort": row.cohort.as_deref(),
+            "cohort": row.cohort,
             "anomaly_score": s.anomaly_score,
             "grade": s.grade,
             "severity": s.severity.as_str(),

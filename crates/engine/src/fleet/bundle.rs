@@ -1,12 +1,12 @@
 //! Fleet model bundle: the feature configuration, a global forest and one forest per
 //! cohort with enough rows, in one versioned file (kind 2 of the model format).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use rayon::prelude::*;
 
 use super::config::FleetConfig;
-use super::features::FeatureRow;
+use super::features::FeatureTable;
 use crate::error::{EngineError, ModelFormatError, Result};
 use crate::explain::Attribution;
 use crate::format::{Reader, Writer, unwrap, wrap};
@@ -52,36 +52,39 @@ impl FleetScore {
 
 impl FleetBundle {
     /// Trains the global model and, in parallel, one model per cohort with enough rows.
-    pub fn train(config: FleetConfig, rows: &[FeatureRow]) -> Result<Self> {
+    pub fn train(config: FleetConfig, table: &FeatureTable) -> Result<Self> {
         let names = config.feature_names();
         let d = names.len();
+        if table.n_features != d {
+            return Err(EngineError::FeatureCount { expected: d, got: table.n_features });
+        }
         let params = ForestParams {
             n_trees: config.trees,
             seed: config.seed,
             contamination: Contamination::Fraction(config.contamination),
             ..Default::default()
         };
-        let matrix_of = |rows: &[&FeatureRow]| -> Result<Matrix> {
-            let mut values = Vec::with_capacity(rows.len() * d);
-            for r in rows {
-                values.extend_from_slice(&r.values);
-            }
-            Matrix::new(values, d, &names)
-        };
-        let all: Vec<&FeatureRow> = rows.iter().collect();
-        let mut by_cohort: BTreeMap<&str, Vec<&FeatureRow>> = BTreeMap::new();
-        for r in rows {
-            if let Some(c) = &r.cohort {
-                by_cohort.entry(&**c).or_default().push(r);
+        let mut by_cohort: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+        for (i, c) in table.cohorts.iter().enumerate() {
+            if let Some(c) = c {
+                by_cohort.entry(&**c).or_default().push(i);
             }
         }
-        let eligible: Vec<(&str, Vec<&FeatureRow>)> =
+        let eligible: Vec<(&str, Vec<usize>)> =
             by_cohort.into_iter().filter(|(_, rs)| rs.len() >= config.cohort_min_rows.max(2)).collect();
-        let global = IsolationForest::fit(&matrix_of(&all)?, names.clone(), &params)?;
+        let global = {
+            let matrix = Matrix::new(table.values.clone(), d, &names)?;
+            IsolationForest::fit(&matrix, names.clone(), &params)?
+        };
         let cohorts = eligible
             .into_par_iter()
-            .map(|(name, rs)| {
-                Ok((name.to_string(), IsolationForest::fit(&matrix_of(&rs)?, names.clone(), &params)?))
+            .map(|(name, rows)| {
+                let mut values = Vec::with_capacity(rows.len() * d);
+                for &i in &rows {
+                    values.extend_from_slice(&table.values[i * d..(i + 1) * d]);
+                }
+                let matrix = Matrix::new(values, d, &names)?;
+                Ok((name.to_string(), IsolationForest::fit(&matrix, names.clone(), &params)?))
             })
             .collect::<Result<BTreeMap<_, _>>>()?;
         Ok(FleetBundle { config, global, cohorts })
@@ -98,30 +101,56 @@ impl FleetBundle {
     /// Scores rows with their cohort's model; rules fired while computing the features are
     /// added to the detectors. `warmup` rows of each device (its windows are still filling)
     /// only report rules, never the model.
-    pub fn score(&self, rows: &[FeatureRow], explain_top: Option<usize>, warmup: usize) -> Vec<FleetScore> {
-        let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
-        let position: Vec<usize> = rows
+    pub fn score(&self, table: &FeatureTable, explain_top: Option<usize>, warmup: usize) -> Vec<FleetScore> {
+        let mut seen: HashMap<&str, usize> = HashMap::new();
+        let position: Vec<usize> = table
+            .device_ids
             .iter()
-            .map(|r| {
-                let n = seen.entry(&*r.device_id).or_insert(0);
+            .map(|d| {
+                let n = seen.entry(&**d).or_insert(0);
                 *n += 1;
                 *n
             })
             .collect();
-        rows.par_iter()
-            .zip(position)
-            .map(|(r, pos)| {
-                let (model, label) = self.model_for(r.cohort.as_deref());
+        // Without explanations, rows are scored in batches per model (the batch kernel is
+        // several times faster per row than one-row calls).
+        let mut batch_scores = vec![f32::NAN; table.len()];
+        if explain_top.is_none() {
+            let d = table.n_features;
+            let mut groups: BTreeMap<Option<&str>, Vec<usize>> = BTreeMap::new();
+            for i in 0..table.len() {
+                let c = table.cohorts[i].as_deref().filter(|c| self.cohorts.contains_key(*c));
+                groups.entry(c).or_default().push(i);
+            }
+            for (cohort, rows) in groups {
+                let (model, _) = self.model_for(cohort);
+                let mut values = Vec::with_capacity(rows.len() * d);
+                for &i in &rows {
+                    values.extend_from_slice(&table.values[i * d..(i + 1) * d]);
+                }
+                let scores = Matrix::new(values, d, &[]).and_then(|m| model.score_samples(&m));
+                if let Ok(scores) = scores {
+                    for (&i, s) in rows.iter().zip(scores) {
+                        batch_scores[i] = s;
+                    }
+                }
+            }
+        }
+        (0..table.len())
+            .into_par_iter()
+            .map(|i| {
+                let r = table.row(i);
+                let (model, label) = self.model_for(r.cohort);
                 let (score, explanation) = match explain_top {
-                    Some(k) => model.explain_row(&r.values, k).unwrap_or((f32::NAN, Vec::new())),
-                    None => (model.score_row(&r.values).unwrap_or(f32::NAN), Vec::new()),
+                    Some(k) => model.explain_row(r.values, k).unwrap_or((f32::NAN, Vec::new())),
+                    None => (batch_scores[i], Vec::new()),
                 };
                 let grade = model.calibration().grade(score);
                 let mut detectors = Vec::new();
-                if pos > warmup && model.is_anomaly(score) {
+                if position[i] > warmup && model.is_anomaly(score) {
                     detectors.push("model".to_string());
                 }
-                detectors.extend(r.rules_fired.iter().map(|&i| self.config.rules[i].name().to_string()));
+                detectors.extend(r.rules_fired.iter().map(|&k| self.config.rules[k].name().to_string()));
                 let mut severity = Severity::from_grade(grade);
                 if !detectors.is_empty()
                     && severity < Severity::High

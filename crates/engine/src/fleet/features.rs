@@ -35,6 +35,12 @@ pub struct DeviceState {
     cohort: Option<Arc<str>>,
     /// Value of each configured metric in the sample being applied (reused buffer).
     current: Vec<Option<f64>>,
+    /// Previous value and time of each metric before the sample (reused buffer).
+    previous: Vec<Option<(f64, Option<i64>)>>,
+    /// Metric names of the last sample (shared pointers) and where each sits in the config:
+    /// readers hand every sample the same names, so the lookup is done once per layout.
+    layout: Vec<Arc<str>>,
+    layout_index: Vec<Option<usize>>,
 }
 
 impl DeviceState {
@@ -51,6 +57,9 @@ impl DeviceState {
             last_ts: None,
             cohort: None,
             current: vec![None; cfg.metrics.len()],
+            previous: vec![None; cfg.metrics.len()],
+            layout: Vec::new(),
+            layout_index: Vec::new(),
         }
     }
 
@@ -79,14 +88,46 @@ impl DeviceState {
     }
 
     fn apply(&mut self, cfg: &FleetConfig, s: &Sample) -> FeatureRow {
+        let mut values = Vec::with_capacity(cfg.features.len());
+        let rules_fired = self.apply_into(cfg, s, &mut values);
+        FeatureRow {
+            device_id: s.device_id.clone(),
+            ts: s.ts,
+            cohort: self.cohort.clone(),
+            values,
+            rules_fired,
+        }
+    }
+
+    /// Maps the sample's metrics onto the configured ones, reusing the last mapping when the
+    /// sample has the same (shared) names.
+    fn resolve_metrics(&mut self, cfg: &FleetConfig, s: &Sample) {
+        let same = self.layout.len() == s.metrics.len()
+            && self.layout.iter().zip(&s.metrics).all(|(a, (b, _))| Arc::ptr_eq(a, b));
+        if !same {
+            self.layout = s.metrics.iter().map(|(n, _)| n.clone()).collect();
+            self.layout_index = s.metrics.iter().map(|(n, _)| cfg.metric_index(n)).collect();
+        }
+        self.current.iter_mut().for_each(|c| *c = None);
+        for (&(_, v), &mi) in s.metrics.iter().zip(&self.layout_index) {
+            if let Some(mi) = mi {
+                self.current[mi] = Some(v);
+            }
+        }
+    }
+
+    /// Takes the sample into the windows, appends its features to `values` and returns the
+    /// rules it fired.
+    fn apply_into(&mut self, cfg: &FleetConfig, s: &Sample, values: &mut Vec<f32>) -> Vec<usize> {
         let ts = s.ts.0;
         let mut rules_fired = Vec::new();
-        let mut previous = vec![None; cfg.metrics.len()];
-        for (mi, m) in cfg.metrics.iter().enumerate() {
-            self.current[mi] = s.metric(&m.name);
+        self.resolve_metrics(cfg, s);
+        for mi in 0..cfg.metrics.len() {
+            self.previous[mi] = None;
             if let Some(x) = self.current[mi] {
-                previous[mi] =
-                    (!self.windows[mi].is_empty()).then(|| (self.windows[mi].last(), self.metric_ts[mi]));
+                if !self.windows[mi].is_empty() {
+                    self.previous[mi] = Some((self.windows[mi].last(), self.metric_ts[mi]));
+                }
                 self.windows[mi].push(x);
                 self.metric_ts[mi] = Some(ts);
             }
@@ -100,7 +141,7 @@ impl DeviceState {
                 }
                 RuleSpec::RateOfChange { metric, max_per_hour, .. } => {
                     let mi = cfg.metric_index(metric).expect("validated");
-                    match (self.current[mi], previous[mi]) {
+                    match (self.current[mi], self.previous[mi]) {
                         (Some(x), Some((prev, Some(prev_ts)))) if ts > prev_ts => {
                             let hours = (ts - prev_ts) as f64 / 3_600_000.0;
                             ((x - prev) / hours).abs() > *max_per_hour
@@ -124,23 +165,25 @@ impl DeviceState {
         if s.cohort.is_some() {
             self.cohort.clone_from(&s.cohort);
         }
-        FeatureRow {
-            device_id: s.device_id.clone(),
-            ts: s.ts,
-            cohort: self.cohort.clone(),
-            values: self.features(cfg),
-            rules_fired,
-        }
+        self.features_into(cfg, values);
+        rules_fired
     }
 
     /// The current feature vector, in [`FleetConfig::features`] order.
     pub fn features(&self, cfg: &FleetConfig) -> Vec<f32> {
-        let mut values: Vec<f64> = Vec::with_capacity(cfg.features.len());
+        let mut out = Vec::with_capacity(cfg.features.len());
+        self.features_into(cfg, &mut out);
+        out
+    }
+
+    fn features_into(&self, cfg: &FleetConfig, out: &mut Vec<f32>) {
+        let start = out.len();
         for f in &cfg.features {
             let v = match f.source {
                 FeatureSource::Rolling { metric, stat } => self.windows[metric].stat(stat),
                 FeatureSource::Derived { op, left, right } => {
-                    let (a, b) = (values[left], values[right]);
+                    // Earlier features of this row, recomputed from the f32 copies.
+                    let (a, b) = (out[start + left] as f64, out[start + right] as f64);
                     match op {
                         DerivedOp::Ratio => {
                             if b == 0.0 {
@@ -154,9 +197,87 @@ impl DeviceState {
                     }
                 }
             };
-            values.push(v);
+            out.push(if v.is_finite() { v as f32 } else { f32::NAN });
         }
-        values.into_iter().map(|v| if v.is_finite() { v as f32 } else { f32::NAN }).collect()
+    }
+}
+
+/// Feature rows of many samples, stored column-wise with one row-major value matrix.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FeatureTable {
+    /// Device of each row.
+    pub device_ids: Vec<Arc<str>>,
+    /// Time of each row.
+    pub ts: Vec<Timestamp>,
+    /// Cohort of each row.
+    pub cohorts: Vec<Option<Arc<str>>>,
+    /// Rules fired by each row (indices into [`FleetConfig::rules`]).
+    pub rules_fired: Vec<Vec<usize>>,
+    /// Feature values, `len() × n_features`, row-major.
+    pub values: Vec<f32>,
+    /// Features per row.
+    pub n_features: usize,
+}
+
+/// A borrowed row of a [`FeatureTable`].
+#[derive(Debug, Clone, Copy)]
+pub struct RowRef<'a> {
+    /// Device.
+    pub device_id: &'a Arc<str>,
+    /// Time.
+    pub ts: Timestamp,
+    /// Cohort.
+    pub cohort: Option<&'a str>,
+    /// Feature values.
+    pub values: &'a [f32],
+    /// Rules fired.
+    pub rules_fired: &'a [usize],
+}
+
+impl FeatureTable {
+    fn new(n_features: usize) -> Self {
+        Self {
+            device_ids: Vec::new(),
+            ts: Vec::new(),
+            cohorts: Vec::new(),
+            rules_fired: Vec::new(),
+            values: Vec::new(),
+            n_features,
+        }
+    }
+
+    /// Rows.
+    pub fn len(&self) -> usize {
+        self.ts.len()
+    }
+
+    /// True without rows.
+    pub fn is_empty(&self) -> bool {
+        self.ts.is_empty()
+    }
+
+    /// Row `i`.
+    pub fn row(&self, i: usize) -> RowRef<'_> {
+        RowRef {
+            device_id: &self.device_ids[i],
+            ts: self.ts[i],
+            cohort: self.cohorts[i].as_deref(),
+            values: &self.values[i * self.n_features..(i + 1) * self.n_features],
+            rules_fired: &self.rules_fired[i],
+        }
+    }
+
+    /// All rows in order.
+    pub fn iter(&self) -> impl Iterator<Item = RowRef<'_>> + '_ {
+        (0..self.len()).map(|i| self.row(i))
+    }
+
+    fn append(&mut self, mut other: FeatureTable) {
+        self.device_ids.append(&mut other.device_ids);
+        self.ts.append(&mut other.ts);
+        self.cohorts.append(&mut other.cohorts);
+        self.rules_fired.append(&mut other.rules_fired);
+        self.values.append(&mut other.values);
     }
 }
 
@@ -174,7 +295,7 @@ pub struct Refused {
 /// Offline path: all samples of a file through the same per-device state as online ingest,
 /// devices in parallel. Rows come out grouped by device (devices in first-seen order), each
 /// device's rows in time order.
-pub fn extract_all(cfg: &FleetConfig, samples: Vec<Sample>) -> (Vec<FeatureRow>, Vec<Refused>) {
+pub fn extract_all(cfg: &FleetConfig, samples: Vec<Sample>) -> (FeatureTable, Vec<Refused>) {
     let mut device_of: HashMap<Arc<str>, usize> = HashMap::new();
     let mut per_device: Vec<Vec<(usize, Sample)>> = Vec::new();
     for (i, s) in samples.into_iter().enumerate() {
@@ -185,30 +306,45 @@ pub fn extract_all(cfg: &FleetConfig, samples: Vec<Sample>) -> (Vec<FeatureRow>,
         }
         per_device[d].push((i, s));
     }
-    let results: Vec<(Vec<FeatureRow>, Vec<Refused>)> = per_device
+    let d = cfg.features.len();
+    let results: Vec<(FeatureTable, Vec<Refused>)> = per_device
         .into_par_iter()
         .map(|samples| {
             let mut state = DeviceState::new(cfg);
-            let mut rows = Vec::with_capacity(samples.len());
+            let mut table = FeatureTable::new(d);
+            table.values.reserve(samples.len() * d);
             let mut refused = Vec::new();
+            let mut ready = Vec::new();
+            let mut take =
+                |state: &mut DeviceState, ready: &mut Vec<(i64, Sample)>, table: &mut FeatureTable| {
+                    for (_, s) in ready.drain(..) {
+                        let rules = state.apply_into(cfg, &s, &mut table.values);
+                        table.device_ids.push(s.device_id.clone());
+                        table.ts.push(s.ts);
+                        table.cohorts.push(state.cohort.clone());
+                        table.rules_fired.push(rules);
+                    }
+                };
             for (i, s) in samples {
                 let device_id = s.device_id.clone();
-                if let Err(reason) = state.push(cfg, s, &mut rows) {
-                    refused.push(Refused { index: i, device_id, reason });
+                match state.reorder.push(s.ts.0, s, &mut ready) {
+                    Ok(()) => take(&mut state, &mut ready, &mut table),
+                    Err(reason) => refused.push(Refused { index: i, device_id, reason }),
                 }
             }
-            state.flush(cfg, &mut rows);
-            (rows, refused)
+            state.reorder.flush(&mut ready);
+            take(&mut state, &mut ready, &mut table);
+            (table, refused)
         })
         .collect();
-    let mut rows = Vec::new();
+    let mut table = FeatureTable::new(d);
     let mut refused = Vec::new();
-    for (r, f) in results {
-        rows.extend(r);
+    for (t, f) in results {
+        table.append(t);
         refused.extend(f);
     }
     refused.sort_by_key(|r| r.index);
-    (rows, refused)
+    (table, refused)
 }
 
 #[cfg(test)]
@@ -270,7 +406,17 @@ max_gap_secs = 600
             s("a", 2, Some(99.0), 1.0),  // duplicate time
             s("b", 1, Some(31.0), 50.0),
         ];
-        let (rows, refused) = extract_all(&cfg, samples);
+        let (table, refused) = extract_all(&cfg, samples);
+        let rows: Vec<FeatureRow> = table
+            .iter()
+            .map(|r| FeatureRow {
+                device_id: r.device_id.clone(),
+                ts: r.ts,
+                cohort: r.cohort.map(Arc::from),
+                values: r.values.to_vec(),
+                rules_fired: r.rules_fired.to_vec(),
+            })
+            .collect();
         assert_eq!(refused.len(), 1);
         assert_eq!(refused[0].index, 6);
         assert!(matches!(refused[0].reason, Rejected::Duplicate { .. } | Rejected::Late { .. }));
@@ -297,13 +443,20 @@ max_gap_secs = 600
         let samples: Vec<Sample> = (0..50)
             .map(|i| s("d", i * 2 + (i % 3 == 0) as i64, Some((i * 7 % 13) as f64), (i % 5) as f64))
             .collect();
-        let (offline, _) = extract_all(&cfg, samples.clone());
+        let (table, _) = extract_all(&cfg, samples.clone());
         let mut state = DeviceState::new(&cfg);
         let mut online = Vec::new();
         for x in samples {
             state.push(&cfg, x, &mut online).unwrap();
         }
         state.flush(&cfg, &mut online);
-        assert_eq!(offline, online);
+        assert_eq!(table.len(), online.len());
+        for (a, b) in table.iter().zip(&online) {
+            assert_eq!(
+                (a.device_id, a.ts, a.values, a.rules_fired),
+                (&b.device_id, b.ts, &b.values[..], &b.rules_fired[..])
+            );
+            assert_eq!(a.cohort, b.cohort.as_deref());
+        }
     }
 }

@@ -26,7 +26,7 @@ fn simulated_fleet_faults_are_detected_with_few_false_devices() {
     let mut anomalies: HashMap<&str, Vec<i64>> = HashMap::new();
     for (r, s) in rows.iter().zip(&scores) {
         if s.is_anomaly() {
-            anomalies.entry(&*r.device_id).or_default().push(r.ts.0);
+            anomalies.entry(&**r.device_id).or_default().push(r.ts.0);
         }
     }
     // An episode counts as detected when its device has an anomaly between the fault's start
