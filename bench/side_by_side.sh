@@ -26,7 +26,7 @@ for arg in "$@"; do
     case $arg in
         --write) py_args+=(--write "$here/RESULTS.md") ;;
         --smoke) smoke=1; py_args+=(--smoke) ;;
-        -h|--help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) py_args+=("$arg") ;;
     esac
 done
