@@ -10,6 +10,8 @@ use crate::tree::{Trees, f32_key};
 
 /// Rows walked together through a tree.
 pub(crate) const BLOCK: usize = 64;
+/// Below this many rows a block is walked row by row.
+const FEW_ROWS: usize = 4;
 /// Rows whose walks are interleaved in registers inside a block.
 pub(crate) const LANES: usize = 16;
 
@@ -20,6 +22,14 @@ pub(crate) fn path_sums_block(trees: &Trees, rows: &[f32], d: usize, out: &mut [
     debug_assert!(nb <= BLOCK && out.len() == nb);
     if rows.iter().any(|v| v.is_nan()) {
         return path_sums_block_nan(trees, rows, d, out);
+    }
+    if nb < FEW_ROWS {
+        // Padding a handful of rows to a full lane group would multiply the work; walk them
+        // one by one (same per-row summation order, so the same bits).
+        for (row, o) in rows.chunks(d).zip(out.iter_mut()) {
+            *o = path_sum_row(trees, row);
+        }
+        return;
     }
     // Feature-major copies of each group of LANES rows: lane r of feature f sits at
     // `f * LANES + r`, so all lanes address one buffer with constant offsets. A short last

@@ -1,6 +1,6 @@
 //! A seed fixes the model and the scores, whatever the number of threads.
 
-use anomalyd_engine::{ForestParams, IsolationForest};
+use anomalyd_engine::{ForestParams, IsolationForest, Matrix};
 
 use crate::data::odds;
 
@@ -33,5 +33,11 @@ fn single_row_and_batch_scores_agree_exactly() {
         assert_eq!(model.score_row(data.matrix.row(i)).unwrap(), batch[i], "row {i}");
         let (explained, _) = model.explain_row(data.matrix.row(i), 3).unwrap();
         assert_eq!(explained, batch[i], "row {i}");
+    }
+    // Small batches take other paths (row by row, padded lane groups): same bits.
+    for n in [1, 3, 4, 5, 17, 33, 65] {
+        let d = data.matrix.n_cols();
+        let small = Matrix::new(data.matrix.as_slice()[..n * d].to_vec(), d, &[]).unwrap();
+        assert_eq!(model.score_samples(&small).unwrap(), batch[..n], "batch of {n}");
     }
 }
