@@ -315,7 +315,7 @@ pub fn extract_all(cfg: &FleetConfig, samples: Vec<Sample>) -> (FeatureTable, Ve
             table.values.reserve(samples.len() * d);
             let mut refused = Vec::new();
             let mut ready = Vec::new();
-            let mut take =
+            let take =
                 |state: &mut DeviceState, ready: &mut Vec<(i64, Sample)>, table: &mut FeatureTable| {
                     for (_, s) in ready.drain(..) {
                         let rules = state.apply_into(cfg, &s, &mut table.values);
