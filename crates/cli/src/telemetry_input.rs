@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::io::BufRead;
 use std::sync::Arc;
 
-use anomalyd_engine::fleet::{Labels, Sample, Timestamp};
+use anomalyd_engine::fleet::{Labels, MetricLayout, Sample, Timestamp};
 use serde::Deserialize;
 
 use crate::input::{InputError, InputFormat, open};
@@ -48,6 +48,7 @@ pub fn read_samples(path: &str, format: Option<InputFormat>) -> anyhow::Result<V
 pub(crate) struct Interner {
     strings: HashMap<String, Arc<str>>,
     labels: HashMap<Arc<str>, Labels>,
+    layouts: HashMap<Vec<String>, MetricLayout>,
 }
 
 impl Interner {
@@ -58,6 +59,18 @@ impl Interner {
         let a: Arc<str> = Arc::from(s);
         self.strings.insert(s.to_string(), a.clone());
         a
+    }
+
+    /// The shared layout for these metric names (validated the first time they are seen).
+    pub(crate) fn layout(&mut self, names: &[&str]) -> Result<MetricLayout, String> {
+        let key: Vec<String> = names.iter().map(|s| s.to_string()).collect();
+        if let Some(l) = self.layouts.get(&key) {
+            return Ok(l.clone());
+        }
+        let layout =
+            MetricLayout::new(names.iter().map(|n| self.string(n)).collect()).map_err(|e| e.to_string())?;
+        self.layouts.insert(key, layout.clone());
+        Ok(layout)
     }
 
     pub(crate) fn labels(&mut self, device: &Arc<str>, labels: BTreeMap<String, String>) -> Labels {
@@ -79,6 +92,7 @@ pub(crate) struct Columns {
     cohort: Option<usize>,
     labels: Vec<(usize, String)>,
     metrics: Vec<(usize, Arc<str>)>,
+    layout: MetricLayout,
 }
 
 impl Columns {
@@ -105,7 +119,9 @@ impl Columns {
         if metrics.is_empty() {
             return err(format!("{file}: no metric columns besides device_id, ts and cohort"));
         }
-        Ok(Self { device, ts, cohort, labels, metrics })
+        let layout = MetricLayout::new(metrics.iter().map(|(_, n): &(usize, Arc<str>)| n.clone()).collect())
+            .map_err(|e| InputError(format!("{file}: header: {e}")))?;
+        Ok(Self { device, ts, cohort, labels, metrics, layout })
     }
 
     /// Builds a sample from one row of text cells.
@@ -124,10 +140,11 @@ impl Columns {
             let text = cell(*i).unwrap_or_default();
             let t = text.trim();
             if t.is_empty() || t.eq_ignore_ascii_case("nan") || t.eq_ignore_ascii_case("na") || t == "null" {
+                metrics.push(f64::NAN);
                 continue;
             }
             match t.parse::<f64>() {
-                Ok(v) if v.is_finite() => metrics.push((name.clone(), v)),
+                Ok(v) if v.is_finite() => metrics.push(v),
                 _ => {
                     return err(format!(
                         "{file}: row {row}, field `metrics.{name}`: `{t}` is not a finite number"
@@ -143,7 +160,7 @@ impl Columns {
         let device = interner.string(&device);
         let labels = interner.labels(&device, labels);
         let cohort = self.cohort.and_then(&cell).filter(|c| !c.is_empty()).map(|c| interner.string(&c));
-        Sample::new(device, ts, metrics, cohort, labels)
+        Sample::new(device, ts, self.layout.clone(), metrics, cohort, labels)
             .map_err(|e| InputError(format!("{file}: row {row}: {e}")).into())
     }
 }
@@ -206,17 +223,19 @@ pub(crate) fn sample_from_json(value: serde_json::Value, interner: &mut Interner
         serde_json::Value::String(t) => Timestamp::parse(t).map_err(|e| e.to_string())?,
         _ => return Err("field `ts`: expected an RFC 3339 string or integer milliseconds".into()),
     };
+    let names: Vec<&str> = s.metrics.keys().map(String::as_str).collect();
+    let layout = interner.layout(&names)?;
     let mut metrics = Vec::with_capacity(s.metrics.len());
-    for (k, v) in s.metrics {
+    for (k, v) in &s.metrics {
         match v.as_f64() {
-            Some(x) => metrics.push((interner.string(&k), x)),
-            None => return Err(format!("field `metrics.{k}`: expected a number, found {v}")),
+            Some(x) if x.is_finite() => metrics.push(x),
+            _ => return Err(format!("field `metrics.{k}`: expected a finite number, found {v}")),
         }
     }
     let device = interner.string(&s.device_id);
     let labels = interner.labels(&device, s.labels);
     let cohort = s.cohort.map(|c| interner.string(&c));
-    Sample::new(device, ts, metrics, cohort, labels).map_err(|e| e.to_string())
+    Sample::new(device, ts, layout, metrics, cohort, labels).map_err(|e| e.to_string())
 }
 
 fn read_ndjson(reader: Box<dyn BufRead>, file: &str) -> anyhow::Result<Vec<Sample>> {

@@ -117,10 +117,10 @@ pub fn run(args: &EvaluateStreamArgs) -> anyhow::Result<()> {
     let windows = read_windows(&args.windows)?;
     let name = args.input.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_default();
     let device: std::sync::Arc<str> = name.as_str().into();
-    let metric: std::sync::Arc<str> = "value".into();
+    let layout = anomalyd_engine::fleet::MetricLayout::new(vec!["value".into()]).expect("one name");
     let samples: Vec<Sample> = series
         .iter()
-        .map(|&(ts, v)| Sample::new(device.clone(), ts, vec![(metric.clone(), v)], None, Default::default()))
+        .map(|&(ts, v)| Sample::new(device.clone(), ts, layout.clone(), vec![v], None, Default::default()))
         .collect::<Result<_, _>>()
         .map_err(|e| input_err(format!("{}: {e}", args.input.display())))?;
     let (rows, refused) = extract_all(&config, samples);

@@ -88,8 +88,7 @@ pub fn run(args: &SimulateArgs) -> anyhow::Result<()> {
             let mut buf = Vec::new();
             for s in &samples {
                 let metrics: serde_json::Map<String, serde_json::Value> = s
-                    .metrics
-                    .iter()
+                    .metrics()
                     .map(|(k, v)| (k.to_string(), serde_json::json!((v * 1000.0).round() / 1000.0)))
                     .collect();
                 serde_json::to_writer(

@@ -8,7 +8,7 @@ use rayon::prelude::*;
 
 use super::config::{DerivedOp, FeatureSource, FleetConfig, RuleSpec};
 use super::rolling::{Rejected, Reorder, Window};
-use super::sample::{Sample, Timestamp};
+use super::sample::{MetricLayout, Sample, Timestamp};
 
 /// The features of one sample after its device's windows took it in, and the rules it fired.
 #[derive(Debug, Clone, PartialEq)]
@@ -37,9 +37,9 @@ pub struct DeviceState {
     current: Vec<Option<f64>>,
     /// Previous value and time of each metric before the sample (reused buffer).
     previous: Vec<Option<(f64, Option<i64>)>>,
-    /// Metric names of the last sample (shared pointers) and where each sits in the config:
-    /// readers hand every sample the same names, so the lookup is done once per layout.
-    layout: Vec<Arc<str>>,
+    /// Layout of the last sample and where each of its metrics sits in the config: readers
+    /// hand every sample the same layout, so the lookup is done once per layout.
+    layout: Option<MetricLayout>,
     layout_index: Vec<Option<usize>>,
 }
 
@@ -58,7 +58,7 @@ impl DeviceState {
             cohort: None,
             current: vec![None; cfg.metrics.len()],
             previous: vec![None; cfg.metrics.len()],
-            layout: Vec::new(),
+            layout: None,
             layout_index: Vec::new(),
         }
     }
@@ -102,15 +102,13 @@ impl DeviceState {
     /// Maps the sample's metrics onto the configured ones, reusing the last mapping when the
     /// sample has the same (shared) names.
     fn resolve_metrics(&mut self, cfg: &FleetConfig, s: &Sample) {
-        let same = self.layout.len() == s.metrics.len()
-            && self.layout.iter().zip(&s.metrics).all(|(a, (b, _))| Arc::ptr_eq(a, b));
-        if !same {
-            self.layout = s.metrics.iter().map(|(n, _)| n.clone()).collect();
-            self.layout_index = s.metrics.iter().map(|(n, _)| cfg.metric_index(n)).collect();
+        if !self.layout.as_ref().is_some_and(|l| l.same(&s.layout)) {
+            self.layout_index = s.layout.names().iter().map(|n| cfg.metric_index(n)).collect();
+            self.layout = Some(s.layout.clone());
         }
         self.current.iter_mut().for_each(|c| *c = None);
-        for (&(_, v), &mi) in s.metrics.iter().zip(&self.layout_index) {
-            if let Some(mi) = mi {
+        for (&v, &mi) in s.values.iter().zip(&self.layout_index) {
+            if let (Some(mi), false) = (mi, v.is_nan()) {
                 self.current[mi] = Some(v);
             }
         }
@@ -315,16 +313,15 @@ pub fn extract_all(cfg: &FleetConfig, samples: Vec<Sample>) -> (FeatureTable, Ve
             table.values.reserve(samples.len() * d);
             let mut refused = Vec::new();
             let mut ready = Vec::new();
-            let take =
-                |state: &mut DeviceState, ready: &mut Vec<(i64, Sample)>, table: &mut FeatureTable| {
-                    for (_, s) in ready.drain(..) {
-                        let rules = state.apply_into(cfg, &s, &mut table.values);
-                        table.device_ids.push(s.device_id.clone());
-                        table.ts.push(s.ts);
-                        table.cohorts.push(state.cohort.clone());
-                        table.rules_fired.push(rules);
-                    }
-                };
+            let take = |state: &mut DeviceState, ready: &mut Vec<(i64, Sample)>, table: &mut FeatureTable| {
+                for (_, s) in ready.drain(..) {
+                    let rules = state.apply_into(cfg, &s, &mut table.values);
+                    table.device_ids.push(s.device_id.clone());
+                    table.ts.push(s.ts);
+                    table.cohorts.push(state.cohort.clone());
+                    table.rules_fired.push(rules);
+                }
+            };
             for (i, s) in samples {
                 let device_id = s.device_id.clone();
                 match state.reorder.push(s.ts.0, s, &mut ready) {
@@ -384,12 +381,20 @@ max_gap_secs = 600
 "#;
 
     fn s(device: &str, minute: i64, temp: Option<f64>, battery: f64) -> Sample {
-        let mut m = vec![("battery".into(), battery)];
-        if let Some(t) = temp {
-            m.push(("temp".into(), t));
+        thread_local! {
+            static LAYOUT: MetricLayout = MetricLayout::new(vec!["battery".into(), "temp".into()]).unwrap();
         }
-        Sample::new(device.into(), Timestamp(minute * 60_000), m, Some("c1".into()), Default::default())
-            .unwrap()
+        let layout = LAYOUT.with(|l| l.clone());
+        let values = vec![battery, temp.unwrap_or(f64::NAN)];
+        Sample::new(
+            device.into(),
+            Timestamp(minute * 60_000),
+            layout,
+            values,
+            Some("c1".into()),
+            Default::default(),
+        )
+        .unwrap()
     }
 
     #[test]

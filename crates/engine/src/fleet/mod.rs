@@ -10,5 +10,5 @@ pub mod simulate;
 pub use bundle::{FleetBundle, FleetScore};
 pub use config::{ConfigError, FleetConfig, RuleSpec, Stat};
 pub use features::{DeviceState, FeatureRow, FeatureTable, Refused, RowRef, extract_all};
-pub use sample::{Labels, Sample, SampleError, Timestamp};
+pub use sample::{Labels, MetricLayout, Sample, SampleError, Timestamp};
 pub use simulate::{FaultEpisode, FaultKind, SimParams, simulate};

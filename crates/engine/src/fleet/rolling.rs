@@ -14,8 +14,12 @@ use super::config::Stat;
 #[derive(Debug, Clone)]
 pub struct Window {
     cap: usize,
-    values: VecDeque<f64>,
-    /// Sequence number of the oldest value in `values`.
+    /// Ring buffer of the last `len` values; the oldest sits at `head`.
+    values: Vec<f64>,
+    head: usize,
+    len: usize,
+    inv_cap: f64,
+    /// Sequence number of the oldest value in the window.
     first_seq: u64,
     next_seq: u64,
     mean: f64,
@@ -24,6 +28,7 @@ pub struct Window {
     min_q: VecDeque<(u64, f64)>,
     /// (sequence, value), values decreasing: front is the window maximum.
     max_q: VecDeque<(u64, f64)>,
+    last: f64,
     prev: f64,
     ewma: f64,
     alpha: f64,
@@ -45,18 +50,23 @@ impl Window {
     /// z-score, last and delta cost next to nothing and are always kept). Statistics not
     /// kept read as NaN.
     pub fn with_stats(cap: usize, alpha: f64, stats: &[Stat]) -> Self {
+        let cap = cap.max(1);
         Self {
             track_min: stats.contains(&Stat::Min),
             track_max: stats.contains(&Stat::Max),
             track_ewma: stats.contains(&Stat::Ewma),
             cap,
-            values: VecDeque::with_capacity(cap),
+            values: vec![0.0; cap],
+            head: 0,
+            len: 0,
+            inv_cap: 1.0 / cap as f64,
             first_seq: 0,
             next_seq: 0,
             mean: 0.0,
             m2: 0.0,
             min_q: VecDeque::new(),
             max_q: VecDeque::new(),
+            last: f64::NAN,
             prev: f64::NAN,
             ewma: f64::NAN,
             alpha,
@@ -66,35 +76,34 @@ impl Window {
 
     /// Adds the newest value, evicting the oldest when full.
     pub fn push(&mut self, x: f64) {
-        // Read before eviction: with a one-value window the previous value is evicted now.
-        let last = self.values.back().copied();
-        if self.values.len() == self.cap {
-            let old = self.values.pop_front().expect("full window");
+        self.run = if self.len > 0 && self.last == x { self.run + 1 } else { 1 };
+        self.prev = if self.len > 0 { self.last } else { f64::NAN };
+        self.last = x;
+        if self.len == self.cap {
+            // Slide: replace the oldest value; mean and M2 follow in one step
+            // (M2' = M2 + (x − old)(x − mean' + old − mean)).
+            let old = self.values[self.head];
+            self.values[self.head] = x;
+            self.head = if self.head + 1 == self.cap { 0 } else { self.head + 1 };
             self.first_seq += 1;
-            // Welford removal.
-            let n = self.values.len() as f64;
-            if n == 0.0 {
-                self.mean = 0.0;
-                self.m2 = 0.0;
-            } else {
-                let delta = old - self.mean;
-                self.mean -= delta / n;
-                self.m2 -= delta * (old - self.mean);
-            }
+            let new_mean = self.mean + (x - old) * self.inv_cap;
+            self.m2 += (x - old) * (x - new_mean + old - self.mean);
+            self.mean = new_mean;
             while self.min_q.front().is_some_and(|&(s, _)| s < self.first_seq) {
                 self.min_q.pop_front();
             }
             while self.max_q.front().is_some_and(|&(s, _)| s < self.first_seq) {
                 self.max_q.pop_front();
             }
+        } else {
+            // Filling: Welford insertion.
+            let slot = (self.head + self.len) % self.cap;
+            self.values[slot] = x;
+            self.len += 1;
+            let delta = x - self.mean;
+            self.mean += delta / self.len as f64;
+            self.m2 += delta * (x - self.mean);
         }
-        self.run = if last == Some(x) { self.run + 1 } else { 1 };
-        self.prev = last.unwrap_or(f64::NAN);
-        self.values.push_back(x);
-        let n = self.values.len() as f64;
-        let delta = x - self.mean;
-        self.mean += delta / n;
-        self.m2 += delta * (x - self.mean);
         let seq = self.next_seq;
         self.next_seq += 1;
         if self.track_min {
@@ -116,17 +125,17 @@ impl Window {
 
     /// Number of values in the window.
     pub fn len(&self) -> usize {
-        self.values.len()
+        self.len
     }
 
     /// True before the first value.
     pub fn is_empty(&self) -> bool {
-        self.values.is_empty()
+        self.len == 0
     }
 
     /// The latest value (NaN before the first).
     pub fn last(&self) -> f64 {
-        self.values.back().copied().unwrap_or(f64::NAN)
+        self.last
     }
 
     /// Samples in the current run of equal values.
@@ -140,13 +149,13 @@ impl Window {
     }
 
     fn std(&self) -> f64 {
-        let n = self.values.len();
+        let n = self.len;
         if n < 2 { f64::NAN } else { (self.m2.max(0.0) / (n - 1) as f64).sqrt() }
     }
 
     /// The value of one statistic; NaN where it is undefined (empty window, std of one value).
     pub fn stat(&self, stat: Stat) -> f64 {
-        if self.values.is_empty() {
+        if self.len == 0 {
             return f64::NAN;
         }
         match stat {

@@ -67,16 +67,47 @@ pub enum SampleError {
 /// Device attributes (site, firmware, …), shared by all samples of a device.
 pub type Labels = Arc<BTreeMap<String, String>>;
 
-/// One validated telemetry sample. Names are reference-counted so that a reader can hand
-/// the same device id, cohort, metric names and labels to every sample without copying.
+/// The metric names of a sample, validated once (non-empty, unique) and shared by every
+/// sample with the same layout, so a sample carries one reference instead of one per metric.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricLayout(Arc<[Arc<str>]>);
+
+impl MetricLayout {
+    /// Validates a list of metric names.
+    pub fn new(names: Vec<Arc<str>>) -> Result<Self, SampleError> {
+        for (i, n) in names.iter().enumerate() {
+            if n.is_empty() {
+                return Err(SampleError::EmptyMetricName);
+            }
+            if names[..i].contains(n) {
+                return Err(SampleError::DuplicateMetric(n.to_string()));
+            }
+        }
+        Ok(Self(names.into()))
+    }
+
+    /// The names.
+    pub fn names(&self) -> &[Arc<str>] {
+        &self.0
+    }
+
+    /// True when both are the same shared list (a cheap identity test).
+    pub fn same(&self, other: &MetricLayout) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+/// One validated telemetry sample.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sample {
     /// Device identifier.
     pub device_id: Arc<str>,
     /// Sample time.
     pub ts: Timestamp,
-    /// Metric values by name; names unique, values finite.
-    pub metrics: Vec<(Arc<str>, f64)>,
+    /// Names of `values`.
+    pub layout: MetricLayout,
+    /// `values[i]` is the metric `layout.names()[i]`; NaN means not reported.
+    pub values: Vec<f64>,
     /// Cohort, e.g. `tc52/android-13`.
     pub cohort: Option<Arc<str>>,
     /// Free-form device attributes.
@@ -84,34 +115,33 @@ pub struct Sample {
 }
 
 impl Sample {
-    /// Validates raw parts into a sample.
+    /// Validates raw parts into a sample: one value per name, each finite or NaN (missing).
     pub fn new(
         device_id: Arc<str>,
         ts: Timestamp,
-        metrics: Vec<(Arc<str>, f64)>,
+        layout: MetricLayout,
+        values: Vec<f64>,
         cohort: Option<Arc<str>>,
         labels: Labels,
     ) -> Result<Self, SampleError> {
         if device_id.is_empty() || device_id.len() > 256 {
             return Err(SampleError::BadDevice);
         }
-        for (i, (name, v)) in metrics.iter().enumerate() {
-            if name.is_empty() {
-                return Err(SampleError::EmptyMetricName);
-            }
-            if !v.is_finite() {
-                return Err(SampleError::NonFinite(name.to_string()));
-            }
-            if metrics[..i].iter().any(|(n, _)| n == name) {
-                return Err(SampleError::DuplicateMetric(name.to_string()));
-            }
+        assert_eq!(layout.names().len(), values.len(), "one value per metric name");
+        if let Some(i) = values.iter().position(|v| v.is_infinite()) {
+            return Err(SampleError::NonFinite(layout.names()[i].to_string()));
         }
-        Ok(Sample { device_id, ts, metrics, cohort: cohort.filter(|c| !c.is_empty()), labels })
+        Ok(Sample { device_id, ts, layout, values, cohort: cohort.filter(|c| !c.is_empty()), labels })
     }
 
     /// The value of a metric, when the sample carries it.
     pub fn metric(&self, name: &str) -> Option<f64> {
-        self.metrics.iter().find(|(n, _)| &**n == name).map(|&(_, v)| v)
+        self.layout.names().iter().position(|n| &**n == name).map(|i| self.values[i]).filter(|v| !v.is_nan())
+    }
+
+    /// The reported metrics as (name, value).
+    pub fn metrics(&self) -> impl Iterator<Item = (&str, f64)> + '_ {
+        self.layout.names().iter().zip(&self.values).filter(|(_, v)| !v.is_nan()).map(|(n, &v)| (&**n, v))
     }
 }
 
@@ -135,13 +165,23 @@ mod tests {
 
     #[test]
     fn bad_fields_are_named() {
-        let nan = vec![("cpu".into(), f64::NAN)];
-        let err = Sample::new("d1".into(), Timestamp(0), nan, None, Labels::default()).unwrap_err();
+        let layout = MetricLayout::new(vec!["cpu".into()]).unwrap();
+        let err = Sample::new(
+            "d1".into(),
+            Timestamp(0),
+            layout.clone(),
+            vec![f64::INFINITY],
+            None,
+            Labels::default(),
+        )
+        .unwrap_err();
         assert_eq!(err.to_string(), "field `metrics.cpu`: value must be a finite number");
-        let empty = Sample::new("".into(), Timestamp(0), vec![], None, Labels::default());
+        let empty = Sample::new("".into(), Timestamp(0), layout.clone(), vec![1.0], None, Labels::default());
         assert_eq!(empty.unwrap_err(), SampleError::BadDevice);
-        let twice = vec![("cpu".into(), 1.0), ("cpu".into(), 2.0)];
-        let err = Sample::new("d".into(), Timestamp(0), twice, None, Labels::default()).unwrap_err();
+        let err = MetricLayout::new(vec!["cpu".into(), "cpu".into()]).unwrap_err();
         assert_eq!(err.to_string(), "field `metrics.cpu`: given twice");
+        let s =
+            Sample::new("d".into(), Timestamp(0), layout, vec![f64::NAN], None, Labels::default()).unwrap();
+        assert_eq!(s.metric("cpu"), None, "NaN means not reported");
     }
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use rand::{Rng, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 
-use super::sample::{Labels, Sample, Timestamp};
+use super::sample::{Labels, MetricLayout, Sample, Timestamp};
 
 /// Kinds of injected faults.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -178,7 +178,7 @@ pub fn simulate(p: &SimParams) -> (Vec<Sample>, Vec<FaultEpisode>) {
         });
     }
     let step_ms = p.interval_secs * 1000;
-    let names: Vec<Arc<str>> = METRICS.iter().map(|&m| Arc::from(m)).collect();
+    let names = MetricLayout::new(METRICS.iter().map(|&m| Arc::from(m)).collect()).expect("distinct names");
     let mut samples = Vec::with_capacity(p.devices * p.samples);
     for t in 0..p.samples {
         let ts = p.start_ms + t as i64 * step_ms;
@@ -215,7 +215,7 @@ struct Device {
 }
 
 impl Device {
-    fn sample(&mut self, t: usize, ts: i64, interval_secs: i64, names: &[Arc<str>]) -> Option<Sample> {
+    fn sample(&mut self, t: usize, ts: i64, interval_secs: i64, names: &MetricLayout) -> Option<Sample> {
         let hour = ((ts / 1000 / 3600) % 24) as f64 + self.phase;
         let day = (std::f64::consts::PI * (hour - 7.0) / 12.0).sin().max(0.0); // 0 at night, 1 at midday
         let fault = self.fault.filter(|&(_, start)| t >= start && t < start + 64);
@@ -263,7 +263,8 @@ impl Device {
         let sample = Sample::new(
             self.id.clone(),
             Timestamp(ts),
-            names.iter().cloned().zip(metrics).collect(),
+            names.clone(),
+            metrics.to_vec(),
             Some(self.cohort.clone()),
             self.labels.clone(),
         );
