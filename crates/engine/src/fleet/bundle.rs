@@ -1,7 +1,7 @@
 //! Fleet model bundle: the feature configuration, a global forest and one forest per
 //! cohort with enough rows, in one versioned file (kind 2 of the model format).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use rayon::prelude::*;
 
@@ -65,9 +65,9 @@ impl FleetBundle {
             ..Default::default()
         };
         let mut by_cohort: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
-        for (i, c) in table.cohorts.iter().enumerate() {
-            if let Some(c) = c {
-                by_cohort.entry(&**c).or_default().push(i);
+        for i in 0..table.len() {
+            if let Some(c) = table.cohort(i) {
+                by_cohort.entry(c).or_default().push(i);
             }
         }
         let eligible: Vec<(&str, Vec<usize>)> =
@@ -102,14 +102,13 @@ impl FleetBundle {
     /// added to the detectors. `warmup` rows of each device (its windows are still filling)
     /// only report rules, never the model.
     pub fn score(&self, table: &FeatureTable, explain_top: Option<usize>, warmup: usize) -> Vec<FleetScore> {
-        let mut seen: HashMap<&str, usize> = HashMap::new();
+        let mut seen = vec![0usize; table.device_names.len()];
         let position: Vec<usize> = table
-            .device_ids
+            .device_idx
             .iter()
-            .map(|d| {
-                let n = seen.entry(&**d).or_insert(0);
-                *n += 1;
-                *n
+            .map(|&d| {
+                seen[d as usize] += 1;
+                seen[d as usize]
             })
             .collect();
         // Without explanations, rows are scored in batches per model (the batch kernel is
@@ -119,7 +118,7 @@ impl FleetBundle {
             let d = table.n_features;
             let mut groups: BTreeMap<Option<&str>, Vec<usize>> = BTreeMap::new();
             for i in 0..table.len() {
-                let c = table.cohorts[i].as_deref().filter(|c| self.cohorts.contains_key(*c));
+                let c = table.cohort(i).filter(|c| self.cohorts.contains_key(*c));
                 groups.entry(c).or_default().push(i);
             }
             for (cohort, rows) in groups {

@@ -90,6 +90,9 @@ impl DeviceState {
     fn apply(&mut self, cfg: &FleetConfig, s: &Sample) -> FeatureRow {
         let mut values = Vec::with_capacity(cfg.features.len());
         let rules_fired = self.apply_into(cfg, s, &mut values);
+        if s.cohort.is_some() {
+            self.cohort.clone_from(&s.cohort);
+        }
         FeatureRow {
             device_id: s.device_id.clone(),
             ts: s.ts,
@@ -160,9 +163,6 @@ impl DeviceState {
             }
         }
         self.last_ts = Some(ts);
-        if s.cohort.is_some() {
-            self.cohort.clone_from(&s.cohort);
-        }
         self.features_into(cfg, values);
         rules_fired
     }
@@ -200,15 +200,20 @@ impl DeviceState {
     }
 }
 
-/// Feature rows of many samples, stored column-wise with one row-major value matrix.
+/// Feature rows of many samples, stored column-wise with one row-major value matrix. Device
+/// ids and cohorts are stored once and referenced by index.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FeatureTable {
-    /// Device of each row.
-    pub device_ids: Vec<Arc<str>>,
+    /// Distinct devices.
+    pub device_names: Vec<Arc<str>>,
+    /// Device of each row (index into `device_names`).
+    pub device_idx: Vec<u32>,
+    /// Distinct cohorts.
+    pub cohort_names: Vec<Arc<str>>,
+    /// Cohort of each row (index into `cohort_names`, [`NO_COHORT`] when none).
+    pub cohort_idx: Vec<u32>,
     /// Time of each row.
     pub ts: Vec<Timestamp>,
-    /// Cohort of each row.
-    pub cohorts: Vec<Option<Arc<str>>>,
     /// Rules fired by each row (indices into [`FleetConfig::rules`]).
     pub rules_fired: Vec<Vec<usize>>,
     /// Feature values, `len() × n_features`, row-major.
@@ -216,6 +221,9 @@ pub struct FeatureTable {
     /// Features per row.
     pub n_features: usize,
 }
+
+/// `cohort_idx` of a row without a cohort.
+pub const NO_COHORT: u32 = u32::MAX;
 
 /// A borrowed row of a [`FeatureTable`].
 #[derive(Debug, Clone, Copy)]
@@ -233,17 +241,6 @@ pub struct RowRef<'a> {
 }
 
 impl FeatureTable {
-    fn new(n_features: usize) -> Self {
-        Self {
-            device_ids: Vec::new(),
-            ts: Vec::new(),
-            cohorts: Vec::new(),
-            rules_fired: Vec::new(),
-            values: Vec::new(),
-            n_features,
-        }
-    }
-
     /// Rows.
     pub fn len(&self) -> usize {
         self.ts.len()
@@ -254,12 +251,18 @@ impl FeatureTable {
         self.ts.is_empty()
     }
 
+    /// Cohort of row `i`.
+    pub fn cohort(&self, i: usize) -> Option<&str> {
+        let c = self.cohort_idx[i];
+        (c != NO_COHORT).then(|| &*self.cohort_names[c as usize])
+    }
+
     /// Row `i`.
     pub fn row(&self, i: usize) -> RowRef<'_> {
         RowRef {
-            device_id: &self.device_ids[i],
+            device_id: &self.device_names[self.device_idx[i] as usize],
             ts: self.ts[i],
-            cohort: self.cohorts[i].as_deref(),
+            cohort: self.cohort(i),
             values: &self.values[i * self.n_features..(i + 1) * self.n_features],
             rules_fired: &self.rules_fired[i],
         }
@@ -268,14 +271,6 @@ impl FeatureTable {
     /// All rows in order.
     pub fn iter(&self) -> impl Iterator<Item = RowRef<'_>> + '_ {
         (0..self.len()).map(|i| self.row(i))
-    }
-
-    fn append(&mut self, mut other: FeatureTable) {
-        self.device_ids.append(&mut other.device_ids);
-        self.ts.append(&mut other.ts);
-        self.cohorts.append(&mut other.cohorts);
-        self.rules_fired.append(&mut other.rules_fired);
-        self.values.append(&mut other.values);
     }
 }
 
@@ -290,57 +285,153 @@ pub struct Refused {
     pub reason: Rejected,
 }
 
+/// One device's share of the output: disjoint slices of the table's columns.
+struct DeviceOut<'a> {
+    samples: &'a [u32],
+    ts: &'a mut [Timestamp],
+    cohort: &'a mut [u32],
+    rules: &'a mut [Vec<usize>],
+    values: &'a mut [f32],
+}
+
 /// Offline path: all samples of a file through the same per-device state as online ingest,
 /// devices in parallel. Rows come out grouped by device (devices in first-seen order), each
-/// device's rows in time order.
+/// device's rows in time order. Samples are only borrowed: nothing is copied or freed per
+/// sample inside the parallel part.
 pub fn extract_all(cfg: &FleetConfig, samples: Vec<Sample>) -> (FeatureTable, Vec<Refused>) {
-    let mut device_of: HashMap<Arc<str>, usize> = HashMap::new();
-    let mut per_device: Vec<Vec<(usize, Sample)>> = Vec::new();
-    for (i, s) in samples.into_iter().enumerate() {
-        let next = per_device.len();
-        let d = *device_of.entry(s.device_id.clone()).or_insert(next);
-        if d == next {
-            per_device.push(Vec::new());
-        }
-        per_device[d].push((i, s));
-    }
+    let n = samples.len();
     let d = cfg.features.len();
-    let results: Vec<(FeatureTable, Vec<Refused>)> = per_device
+    // Devices and cohorts, numbered in first-seen order.
+    let mut device_of: HashMap<&str, u32> = HashMap::new();
+    let mut cohort_of: HashMap<&str, u32> = HashMap::new();
+    let mut device_names: Vec<Arc<str>> = Vec::new();
+    let mut cohort_names: Vec<Arc<str>> = Vec::new();
+    let mut sample_device = Vec::with_capacity(n);
+    let mut sample_cohort = Vec::with_capacity(n);
+    for s in &samples {
+        let dev = *device_of.entry(&s.device_id).or_insert_with(|| {
+            device_names.push(s.device_id.clone());
+            (device_names.len() - 1) as u32
+        });
+        sample_device.push(dev);
+        sample_cohort.push(match &s.cohort {
+            None => NO_COHORT,
+            Some(c) => *cohort_of.entry(c).or_insert_with(|| {
+                cohort_names.push(c.clone());
+                (cohort_names.len() - 1) as u32
+            }),
+        });
+    }
+    // Counting sort of sample indices by device (stable: input order within a device).
+    let n_dev = device_names.len();
+    let mut starts = vec![0usize; n_dev + 1];
+    for &dev in &sample_device {
+        starts[dev as usize + 1] += 1;
+    }
+    for i in 0..n_dev {
+        starts[i + 1] += starts[i];
+    }
+    let mut order = vec![0u32; n];
+    let mut cursor = starts.clone();
+    for (i, &dev) in sample_device.iter().enumerate() {
+        order[cursor[dev as usize]] = i as u32;
+        cursor[dev as usize] += 1;
+    }
+    // Output columns sized for every sample; each device fills its own range.
+    let mut ts = vec![Timestamp(0); n];
+    let mut cohort = vec![NO_COHORT; n];
+    let mut rules: Vec<Vec<usize>> = (0..n).map(|_| Vec::new()).collect();
+    let mut values = vec![0f32; n * d];
+    let mut parts: Vec<DeviceOut> = Vec::with_capacity(n_dev);
+    {
+        let (mut o, mut t, mut c, mut r, mut v) =
+            (&order[..], &mut ts[..], &mut cohort[..], &mut rules[..], &mut values[..]);
+        for dev in 0..n_dev {
+            let k = starts[dev + 1] - starts[dev];
+            let (o1, o2) = o.split_at(k);
+            let (t1, t2) = std::mem::take(&mut t).split_at_mut(k);
+            let (c1, c2) = std::mem::take(&mut c).split_at_mut(k);
+            let (r1, r2) = std::mem::take(&mut r).split_at_mut(k);
+            let (v1, v2) = std::mem::take(&mut v).split_at_mut(k * d);
+            parts.push(DeviceOut { samples: o1, ts: t1, cohort: c1, rules: r1, values: v1 });
+            (o, t, c, r, v) = (o2, t2, c2, r2, v2);
+        }
+    }
+    let results: Vec<(usize, Vec<Refused>)> = parts
         .into_par_iter()
-        .map(|samples| {
+        .map(|out| {
+            let own = out.samples;
             let mut state = DeviceState::new(cfg);
-            let mut table = FeatureTable::new(d);
-            table.values.reserve(samples.len() * d);
+            // The state's own buffer holds samples (online); offline it re-orders indices.
+            let mut reorder: Reorder<u32> = Reorder::new(cfg.tolerance_ms, cfg.max_pending);
             let mut refused = Vec::new();
-            let mut ready = Vec::new();
-            let take = |state: &mut DeviceState, ready: &mut Vec<(i64, Sample)>, table: &mut FeatureTable| {
-                for (_, s) in ready.drain(..) {
-                    let rules = state.apply_into(cfg, &s, &mut table.values);
-                    table.device_ids.push(s.device_id.clone());
-                    table.ts.push(s.ts);
-                    table.cohorts.push(state.cohort.clone());
-                    table.rules_fired.push(rules);
+            let mut ready: Vec<(i64, u32)> = Vec::new();
+            let mut row = 0usize;
+            let mut current_cohort = NO_COHORT;
+            let mut row_values = Vec::with_capacity(d);
+            let mut take = |state: &mut DeviceState, ready: &mut Vec<(i64, u32)>, row: &mut usize| {
+                for (_, i) in ready.drain(..) {
+                    let s = &samples[i as usize];
+                    row_values.clear();
+                    let fired = state.apply_into(cfg, s, &mut row_values);
+                    if sample_cohort[i as usize] != NO_COHORT {
+                        current_cohort = sample_cohort[i as usize];
+                    }
+                    out.ts[*row] = s.ts;
+                    out.cohort[*row] = current_cohort;
+                    out.rules[*row] = fired;
+                    out.values[*row * d..(*row + 1) * d].copy_from_slice(&row_values);
+                    *row += 1;
                 }
             };
-            for (i, s) in samples {
-                let device_id = s.device_id.clone();
-                match state.reorder.push(s.ts.0, s, &mut ready) {
-                    Ok(()) => take(&mut state, &mut ready, &mut table),
-                    Err(reason) => refused.push(Refused { index: i, device_id, reason }),
+            for &i in own {
+                let s = &samples[i as usize];
+                match reorder.push(s.ts.0, i, &mut ready) {
+                    Ok(()) => take(&mut state, &mut ready, &mut row),
+                    Err(reason) => {
+                        refused.push(Refused { index: i as usize, device_id: s.device_id.clone(), reason })
+                    }
                 }
             }
-            state.reorder.flush(&mut ready);
-            take(&mut state, &mut ready, &mut table);
-            (table, refused)
+            reorder.flush(&mut ready);
+            take(&mut state, &mut ready, &mut row);
+            (row, refused)
         })
         .collect();
-    let mut table = FeatureTable::new(d);
+    // Devices with refused samples leave gaps at the end of their ranges: close them.
+    let mut device_idx = Vec::with_capacity(n);
     let mut refused = Vec::new();
-    for (t, f) in results {
-        table.append(t);
+    let mut write = 0usize;
+    for (dev, (rows, f)) in results.into_iter().enumerate() {
+        let start = starts[dev];
+        if write != start {
+            ts.copy_within(start..start + rows, write);
+            cohort.copy_within(start..start + rows, write);
+            for k in 0..rows {
+                rules.swap(write + k, start + k);
+            }
+            values.copy_within(start * d..(start + rows) * d, write * d);
+        }
+        device_idx.extend(std::iter::repeat_n(dev as u32, rows));
+        write += rows;
         refused.extend(f);
     }
+    ts.truncate(write);
+    cohort.truncate(write);
+    rules.truncate(write);
+    values.truncate(write * d);
     refused.sort_by_key(|r| r.index);
+    drop(samples);
+    let table = FeatureTable {
+        device_names,
+        device_idx,
+        cohort_names,
+        cohort_idx: cohort,
+        ts,
+        rules_fired: rules,
+        values,
+        n_features: d,
+    };
     (table, refused)
 }
 

@@ -9,6 +9,6 @@ pub mod simulate;
 
 pub use bundle::{FleetBundle, FleetScore};
 pub use config::{ConfigError, FleetConfig, RuleSpec, Stat};
-pub use features::{DeviceState, FeatureRow, FeatureTable, Refused, RowRef, extract_all};
+pub use features::{DeviceState, FeatureRow, FeatureTable, NO_COHORT, Refused, RowRef, extract_all};
 pub use sample::{Labels, MetricLayout, Sample, SampleError, Timestamp};
 pub use simulate::{FaultEpisode, FaultKind, SimParams, simulate};
