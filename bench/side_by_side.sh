@@ -4,6 +4,7 @@
 #   bench/side_by_side.sh            full run, markdown table on stdout (~10 min)
 #   bench/side_by_side.sh --smoke    tiny sizes, well under a minute (CI)
 #   bench/side_by_side.sh --write    full run, also writes bench/RESULTS.md
+#   (each run ends with bench/fleet_bench.py: rolling features vs pandas, fleet training)
 #
 # Any other argument is passed to side_by_side.py (e.g. --json FILE, --workdir DIR).
 # Environment:
@@ -21,11 +22,12 @@ python=${ANOMALYD_BENCH_PYTHON:-python3}
 pins=(scikit-learn==1.9.1 isotree==0.6.1 numpy==2.4.6 pandas==3.1.1)
 
 py_args=()
+fleet_args=()
 smoke=0
 for arg in "$@"; do
     case $arg in
-        --write) py_args+=(--write "$here/RESULTS.md") ;;
-        --smoke) smoke=1; py_args+=(--smoke) ;;
+        --write) py_args+=(--write "$here/RESULTS.md"); fleet_args+=(--write "$here/RESULTS.md") ;;
+        --smoke) smoke=1; py_args+=(--smoke); fleet_args+=(--smoke) ;;
         -h|--help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) py_args+=("$arg") ;;
     esac
@@ -58,4 +60,6 @@ bin="$target_dir/release/anomalyd"
 if [ "$smoke" = 1 ]; then
     echo "side_by_side: smoke run" >&2
 fi
-exec "$venv/bin/python" "$here/side_by_side.py" --anomalyd "$bin" "${py_args[@]}"
+"$venv/bin/python" "$here/side_by_side.py" --anomalyd "$bin" "${py_args[@]}"
+# The fleet pipeline against pandas (appends its own section to RESULTS.md with --write).
+(cd "$root" && "$venv/bin/python" "$here/fleet_bench.py" --anomalyd "$bin" "${fleet_args[@]}")

@@ -61,6 +61,8 @@ enum Command {
     Inspect(commands::inspect::InspectArgs),
     /// Time training and scoring in-process on raw f32 matrices (used by bench/side_by_side.py).
     Bench(commands::bench::BenchArgs),
+    /// Time rolling features and whole fleet training in-process (used by bench/fleet_bench.py).
+    BenchFleet(commands::bench_fleet::BenchFleetArgs),
 }
 
 fn main() -> ExitCode {
@@ -79,6 +81,7 @@ fn main() -> ExitCode {
         Command::Simulate(a) => commands::simulate::run(a),
         Command::EvaluateStream(a) => commands::evaluate_stream::run(a),
         Command::Bench(a) => commands::bench::run(a),
+        Command::BenchFleet(a) => commands::bench_fleet::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

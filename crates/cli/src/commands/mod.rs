@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub mod bench;
+pub mod bench_fleet;
 pub mod evaluate;
 pub mod evaluate_stream;
 pub mod inspect;

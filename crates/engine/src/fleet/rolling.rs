@@ -19,6 +19,7 @@ pub struct Window {
     head: usize,
     len: usize,
     inv_cap: f64,
+    inv_cap_minus_1: f64,
     /// Sequence number of the oldest value in the window.
     first_seq: u64,
     next_seq: u64,
@@ -60,6 +61,7 @@ impl Window {
             head: 0,
             len: 0,
             inv_cap: 1.0 / cap as f64,
+            inv_cap_minus_1: 1.0 / (cap.max(2) - 1) as f64,
             first_seq: 0,
             next_seq: 0,
             mean: 0.0,
@@ -75,6 +77,7 @@ impl Window {
     }
 
     /// Adds the newest value, evicting the oldest when full.
+    #[inline]
     pub fn push(&mut self, x: f64) {
         self.run = if self.len > 0 && self.last == x { self.run + 1 } else { 1 };
         self.prev = if self.len > 0 { self.last } else { f64::NAN };
@@ -89,11 +92,15 @@ impl Window {
             let new_mean = self.mean + (x - old) * self.inv_cap;
             self.m2 += (x - old) * (x - new_mean + old - self.mean);
             self.mean = new_mean;
-            while self.min_q.front().is_some_and(|&(s, _)| s < self.first_seq) {
-                self.min_q.pop_front();
+            if self.track_min {
+                while self.min_q.front().is_some_and(|&(s, _)| s < self.first_seq) {
+                    self.min_q.pop_front();
+                }
             }
-            while self.max_q.front().is_some_and(|&(s, _)| s < self.first_seq) {
-                self.max_q.pop_front();
+            if self.track_max {
+                while self.max_q.front().is_some_and(|&(s, _)| s < self.first_seq) {
+                    self.max_q.pop_front();
+                }
             }
         } else {
             // Filling: Welford insertion.
@@ -150,10 +157,17 @@ impl Window {
 
     fn std(&self) -> f64 {
         let n = self.len;
-        if n < 2 { f64::NAN } else { (self.m2.max(0.0) / (n - 1) as f64).sqrt() }
+        if n < 2 {
+            f64::NAN
+        } else if n == self.cap {
+            (self.m2.max(0.0) * self.inv_cap_minus_1).sqrt()
+        } else {
+            (self.m2.max(0.0) / (n - 1) as f64).sqrt()
+        }
     }
 
     /// The value of one statistic; NaN where it is undefined (empty window, std of one value).
+    #[inline]
     pub fn stat(&self, stat: Stat) -> f64 {
         if self.len == 0 {
             return f64::NAN;
