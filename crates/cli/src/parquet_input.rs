@@ -96,7 +96,7 @@ pub(crate) fn read_samples(path: &Path, file: &str) -> anyhow::Result<Vec<anomal
                 other => field_value(other).map(|v| v.to_string()).or_else(|| Some(other.to_string())),
             })
             .collect();
-        out.push(cols.sample(|i| cells.get(i).cloned().flatten(), &mut interner, file, row_no)?);
+        out.push(cols.sample(|i| cells.get(i).and_then(|c| c.as_deref()), &mut interner, file, row_no)?);
     }
     if out.is_empty() {
         return Err(InputError(format!("{file}: no data rows")).into());

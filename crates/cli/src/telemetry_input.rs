@@ -6,7 +6,7 @@
 //! unknown fields are rejected. Errors name the file, the row and the field.
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::BufRead;
+use std::io::{BufRead, Read};
 use std::sync::Arc;
 
 use anomalyd_engine::fleet::{Labels, MetricLayout, Sample, Timestamp};
@@ -26,11 +26,17 @@ pub fn read_samples(path: &str, format: Option<InputFormat>) -> anyhow::Result<V
     };
     let file = if path == "-" { "<stdin>".to_string() } else { path.to_string() };
     match format {
+        InputFormat::Csv if path != "-" && !path.ends_with(".gz") => {
+            // A plain file is read in one go at its known size.
+            let bytes = std::fs::read(path).map_err(|e| InputError(format!("{file}: cannot open: {e}")))?;
+            read_csv_bytes(&bytes, &file)
+        }
         InputFormat::Csv => {
-            let (reader, bar) = open(path)?;
-            let out = read_csv(reader, &file);
+            let (mut reader, bar) = open(path)?;
+            let mut bytes = Vec::new();
+            reader.read_to_end(&mut bytes).map_err(|e| InputError(format!("{file}: cannot read: {e}")))?;
             bar.finish_and_clear();
-            out
+            read_csv_bytes(&bytes, &file)
         }
         InputFormat::Ndjson => {
             let (reader, bar) = open(path)?;
@@ -71,6 +77,23 @@ impl Interner {
             MetricLayout::new(names.iter().map(|n| self.string(n)).collect()).map_err(|e| e.to_string())?;
         self.layouts.insert(key, layout.clone());
         Ok(layout)
+    }
+
+    /// The device's labels from (key, value) pairs; allocates only when they changed.
+    pub(crate) fn labels_from<'a>(
+        &mut self,
+        device: &Arc<str>,
+        pairs: impl Iterator<Item = (&'a str, &'a str)> + Clone,
+    ) -> Labels {
+        if let Some(l) = self.labels.get(device) {
+            let same = l.len() == pairs.clone().count()
+                && pairs.clone().all(|(k, v)| l.get(k).is_some_and(|x| x == v));
+            if same {
+                return l.clone();
+            }
+        }
+        let map: BTreeMap<String, String> = pairs.map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        self.labels(device, map)
     }
 
     pub(crate) fn labels(&mut self, device: &Arc<str>, labels: BTreeMap<String, String>) -> Labels {
@@ -125,20 +148,19 @@ impl Columns {
     }
 
     /// Builds a sample from one row of text cells.
-    pub(crate) fn sample(
+    pub(crate) fn sample<'r>(
         &self,
-        cell: impl Fn(usize) -> Option<String>,
+        cell: impl Fn(usize) -> Option<&'r str>,
         interner: &mut Interner,
         file: &str,
         row: usize,
     ) -> anyhow::Result<Sample> {
         let device = cell(self.device).unwrap_or_default();
         let ts_text = cell(self.ts).unwrap_or_default();
-        let ts = Timestamp::parse(&ts_text).map_err(|e| InputError(format!("{file}: row {row}: {e}")))?;
+        let ts = Timestamp::parse(ts_text).map_err(|e| InputError(format!("{file}: row {row}: {e}")))?;
         let mut metrics = Vec::with_capacity(self.metrics.len());
         for (i, name) in &self.metrics {
-            let text = cell(*i).unwrap_or_default();
-            let t = text.trim();
+            let t = cell(*i).unwrap_or_default().trim();
             if t.is_empty() || t.eq_ignore_ascii_case("nan") || t.eq_ignore_ascii_case("na") || t == "null" {
                 metrics.push(f64::NAN);
                 continue;
@@ -152,49 +174,88 @@ impl Columns {
                 }
             }
         }
-        let labels: BTreeMap<String, String> = self
+        let device = interner.string(device);
+        let pairs = self
             .labels
             .iter()
-            .filter_map(|(i, l)| cell(*i).filter(|v| !v.is_empty()).map(|v| (l.clone(), v)))
-            .collect();
-        let device = interner.string(&device);
-        let labels = interner.labels(&device, labels);
-        let cohort = self.cohort.and_then(&cell).filter(|c| !c.is_empty()).map(|c| interner.string(&c));
+            .filter_map(|(i, l)| cell(*i).filter(|v| !v.is_empty()).map(|v| (l.as_str(), v)));
+        let labels = interner.labels_from(&device, pairs);
+        let cohort = self.cohort.and_then(&cell).filter(|c| !c.is_empty()).map(|c| interner.string(c));
         Sample::new(device, ts, self.layout.clone(), metrics, cohort, labels)
             .map_err(|e| InputError(format!("{file}: row {row}: {e}")).into())
     }
 }
 
-fn read_csv(reader: Box<dyn BufRead>, file: &str) -> anyhow::Result<Vec<Sample>> {
-    let mut rdr = csv::ReaderBuilder::new().flexible(true).from_reader(reader);
-    let header: Vec<String> = match rdr.headers() {
-        Ok(h) if !(h.len() == 1 && h[0].trim().is_empty()) => {
-            h.iter().map(|s| s.trim().to_string()).collect()
+/// Parses a whole CSV telemetry file in parallel chunks cut at line ends. Quoted fields may
+/// hold line breaks, so a file with quotes is parsed in one piece.
+fn read_csv_bytes(bytes: &[u8], file: &str) -> anyhow::Result<Vec<Sample>> {
+    let header_end = bytes.iter().position(|&b| b == b'\n').map_or(bytes.len(), |p| p + 1);
+    let header: Vec<String> = {
+        let mut rdr = csv::ReaderBuilder::new().flexible(true).from_reader(&bytes[..header_end]);
+        match rdr.headers() {
+            Ok(h) if !(h.len() == 1 && h[0].trim().is_empty()) => {
+                h.iter().map(|s| s.trim().to_string()).collect()
+            }
+            Ok(_) => return err(format!("{file}: the file is empty (no header row)")),
+            Err(e) => return err(format!("{file}: cannot read the header: {e}")),
         }
-        Ok(_) => return err(format!("{file}: the file is empty (no header row)")),
-        Err(e) => return err(format!("{file}: cannot read the header: {e}")),
     };
     let cols = Columns::resolve(&header, file)?;
-    let mut out = Vec::new();
-    let mut interner = Interner::default();
-    let mut record = csv::StringRecord::new();
-    let mut row = 0;
-    loop {
-        match rdr.read_record(&mut record) {
-            Ok(false) => break,
-            Ok(true) => {}
-            Err(e) => return err(format!("{file}: row {}: {e}", row + 1)),
-        }
-        row += 1;
-        if record.len() != header.len() {
-            return err(format!(
-                "{file}: row {row}: expected {} fields like the header, found {}",
-                header.len(),
-                record.len()
-            ));
-        }
-        out.push(cols.sample(|i| record.get(i).map(str::to_string), &mut interner, file, row)?);
+    let body = &bytes[header_end..];
+    let pieces = if body.contains(&b'"') { 1 } else { (rayon::current_num_threads() * 4).max(1) };
+    let mut chunks: Vec<&[u8]> = Vec::with_capacity(pieces);
+    let mut rest = body;
+    for k in (1..=pieces).rev() {
+        let cut = if k == 1 {
+            rest.len()
+        } else {
+            let target = rest.len() / k;
+            rest[target..].iter().position(|&b| b == b'\n').map_or(rest.len(), |p| target + p + 1)
+        };
+        let (a, b) = rest.split_at(cut);
+        chunks.push(a);
+        rest = b;
     }
+    // Data-row number of each chunk's first line, for error messages.
+    let mut first_row = Vec::with_capacity(chunks.len());
+    let mut seen = 0usize;
+    for c in &chunks {
+        first_row.push(seen);
+        seen += c.iter().filter(|&&b| b == b'\n').count();
+    }
+    use rayon::prelude::*;
+    let parts: Vec<Vec<Sample>> = chunks
+        .par_iter()
+        .zip(first_row)
+        .map(|(chunk, first)| -> anyhow::Result<Vec<Sample>> {
+            let mut rdr = csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(*chunk);
+            let mut interner = Interner::default();
+            let mut record = csv::StringRecord::new();
+            let mut out = Vec::new();
+            let mut row = first;
+            loop {
+                match rdr.read_record(&mut record) {
+                    Ok(false) => break,
+                    Ok(true) => {}
+                    Err(e) => return err(format!("{file}: row {}: {e}", row + 1)),
+                }
+                row += 1;
+                if record.len() == 1 && record[0].trim().is_empty() {
+                    continue;
+                }
+                if record.len() != header.len() {
+                    return err(format!(
+                        "{file}: row {row}: expected {} fields like the header, found {}",
+                        header.len(),
+                        record.len()
+                    ));
+                }
+                out.push(cols.sample(|i| record.get(i), &mut interner, file, row)?);
+            }
+            Ok(out)
+        })
+        .collect::<anyhow::Result<_>>()?;
+    let out: Vec<Sample> = parts.into_iter().flatten().collect();
     if out.is_empty() {
         return err(format!("{file}: no data rows"));
     }

@@ -15,6 +15,9 @@ impl Timestamp {
     /// as UTC, or integer Unix milliseconds.
     pub fn parse(text: &str) -> Result<Self, SampleError> {
         let t = text.trim();
+        if let Some(ts) = parse_utc_fast(t.as_bytes()) {
+            return Ok(ts);
+        }
         if let Ok(ms) = t.parse::<i64>() {
             return Ok(Timestamp(ms));
         }
@@ -36,6 +39,63 @@ impl Timestamp {
             None => self.0.to_string(),
         }
     }
+}
+
+/// Fast path for the common `YYYY-MM-DDTHH:MM:SS[.fff]Z` form (what anomalyd itself writes);
+/// anything else goes to the general parser.
+fn parse_utc_fast(b: &[u8]) -> Option<Timestamp> {
+    let digits = |r: std::ops::Range<usize>| -> Option<i64> {
+        let mut v = 0i64;
+        for &c in b.get(r)? {
+            if !c.is_ascii_digit() {
+                return None;
+            }
+            v = v * 10 + i64::from(c - b'0');
+        }
+        Some(v)
+    };
+    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' || b[16] != b':' {
+        return None;
+    }
+    let (y, mo, d) = (digits(0..4)?, digits(5..7)?, digits(8..10)?);
+    let (h, mi, s) = (digits(11..13)?, digits(14..16)?, digits(17..19)?);
+    let (ms, end) = match b[19] {
+        b'Z' => (0, 20),
+        b'.' if b.len() == 24 && b[23] == b'Z' => (digits(20..23)?, 24),
+        _ => return None,
+    };
+    let days_in_month = [
+        31,
+        if y % 4 == 0 && (y % 100 != 0 || y % 400 == 0) { 29 } else { 28 },
+        31,
+        30,
+        31,
+        30,
+        31,
+        31,
+        30,
+        31,
+        30,
+        31,
+    ];
+    if end != b.len()
+        || !(1..=12).contains(&mo)
+        || d < 1
+        || d > days_in_month[(mo - 1) as usize]
+        || h > 23
+        || mi > 59
+        || s > 59
+    {
+        return None;
+    }
+    // Days since 1970-01-01 (H. Hinnant's days_from_civil).
+    let yy = if mo <= 2 { y - 1 } else { y };
+    let era = yy.div_euclid(400);
+    let yoe = yy - era * 400;
+    let doy = (153 * (if mo > 2 { mo - 3 } else { mo + 9 }) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(Timestamp(((days * 24 + h) * 60 + mi) * 60_000 + s * 1000 + ms))
 }
 
 impl fmt::Display for Timestamp {
@@ -161,6 +221,29 @@ mod tests {
             Timestamp::parse("yesterday").unwrap_err().to_string(),
             "field `ts`: `yesterday` is not an RFC 3339 time or Unix milliseconds"
         );
+    }
+
+    #[test]
+    fn fast_path_agrees_with_chrono() {
+        let mut t = -2_208_988_800_000i64; // 1900-01-01
+        while t < 4_102_444_800_000 {
+            // 2100-01-01
+            let text = Timestamp(t).to_rfc3339();
+            assert_eq!(parse_utc_fast(text.as_bytes()), Some(Timestamp(t)), "{text}");
+            let whole =
+                chrono::DateTime::from_timestamp_millis(t).unwrap().format("%Y-%m-%dT%H:%M:%SZ").to_string();
+            assert_eq!(parse_utc_fast(whole.as_bytes()), Some(Timestamp(t - t.rem_euclid(1000))), "{whole}");
+            t += 86_399_937; // a prime-ish step through days, hours and milliseconds
+        }
+        for bad in [
+            "2026-02-30T00:00:00Z",
+            "2026-13-01T00:00:00Z",
+            "2026-11-26T24:00:00Z",
+            "2026-11-26T10:15:00+01:00",
+        ] {
+            assert_eq!(parse_utc_fast(bad.as_bytes()), None, "{bad}");
+        }
+        assert!(Timestamp::parse("2026-02-30T00:00:00Z").is_err());
     }
 
     #[test]
