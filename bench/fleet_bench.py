@@ -91,6 +91,20 @@ def main():
                                       "--output", os.path.join(tempfile.gettempdir(), "anomalyd-bench.bundle")], 2)["train"]
     run = sorted(train["runs"], key=lambda r: r["total_s"])[len(train["runs"]) // 2]
 
+    # End to end from a telemetry file: `anomalyd train --telemetry fleet.csv` (file written
+    # untimed by `anomalyd simulate`), wall clock of the whole command, 2 threads.
+    end_to_end = None
+    if not a.smoke:
+        with tempfile.TemporaryDirectory() as tmp:
+            csv_path = os.path.join(tmp, "fleet.csv")
+            subprocess.run([a.anomalyd, "simulate", "--devices", str(train_devices), "--samples", "720",
+                            "--seed", "1", "--output", csv_path], check=True, capture_output=True)
+            size = os.path.getsize(csv_path)
+            t = time.perf_counter()
+            out = subprocess.run([a.anomalyd, "--threads", "2", "train", "--telemetry", csv_path, "--config", a.config,
+                                  "--output", os.path.join(tmp, "fleet.bundle")], check=True, capture_output=True, text=True)
+            end_to_end = (time.perf_counter() - t, size, out.stderr.strip().splitlines()[-1])
+
     r2 = ours[2]["median_s"]
     lines = [
         MARK_BEGIN,
@@ -112,6 +126,13 @@ def main():
         f"| fleet training: global + {run['cohort_models']} cohort models, calibration | — | {run['train_s']:.2f} s | — | — | | |",
         f"| fleet training: bundle saved ({run['bundle_bytes']/1024:.0f} KiB) | — | {run['save_s']*1e3:.1f} ms | — | — | | |",
         f"| fleet training: total | — | {run['total_s']:.2f} s | — | — | ≤ 10 s | {'yes' if run['total_s'] <= 10 else '**NO**'} |",
+    ]
+    if end_to_end:
+        secs, size, line = end_to_end
+        lines.append(f"| fleet training from a {size / 2**20:.0f} MiB telemetry CSV, whole `anomalyd train --telemetry` command | — | "
+                     f"{secs:.2f} s | — | — | ≤ 10 s | {'yes' if secs <= 10 else '**NO**'} |")
+        lines += ["", f"`train --telemetry` reported: {line}"]
+    lines += [
         "",
         "Reproduce: `bench/side_by_side.sh` (runs `bench/fleet_bench.py` after the scoring benchmark).",
         MARK_END,
