@@ -27,14 +27,19 @@ fn field_value(f: &Field) -> Option<f64> {
     })
 }
 
-/// Reads the selected columns of a Parquet file into `sink`.
-pub(crate) fn read(path: &Path, file: &str, sel: &Selection, sink: &mut Sink) -> anyhow::Result<()> {
+/// Opens a Parquet file and lists its top-level column names.
+fn open(path: &Path, file: &str) -> anyhow::Result<(SerializedFileReader<File>, Vec<String>)> {
     let handle = File::open(path).map_err(|e| InputError(format!("{file}: cannot open: {e}")))?;
     let reader = SerializedFileReader::new(handle)
         .map_err(|e| InputError(format!("{file}: not a readable Parquet file: {e}")))?;
     let schema = reader.metadata().file_metadata().schema_descr_ptr();
-    let header: Vec<String> =
-        schema.root_schema().get_fields().iter().map(|f| f.name().to_string()).collect();
+    let header = schema.root_schema().get_fields().iter().map(|f| f.name().to_string()).collect();
+    Ok((reader, header))
+}
+
+/// Reads the selected columns of a Parquet file into `sink`.
+pub(crate) fn read(path: &Path, file: &str, sel: &Selection, sink: &mut Sink) -> anyhow::Result<()> {
+    let (reader, header) = open(path, file)?;
     let (features, label) = resolve(&header, sel, file)?;
     sink.set_columns(features.iter().map(|&i| header[i].clone()).collect(), label.is_some());
     let rows = reader.get_row_iter(None).map_err(|e| InputError(format!("{file}: cannot read rows: {e}")))?;
@@ -74,12 +79,7 @@ pub(crate) fn read(path: &Path, file: &str, sel: &Selection, sink: &mut Sink) ->
 
 /// Reads a telemetry table (`device_id`, `ts`, `cohort`, `label.*`, metrics) from Parquet.
 pub(crate) fn read_samples(path: &Path, file: &str) -> anyhow::Result<Vec<anomalyd_engine::fleet::Sample>> {
-    let handle = File::open(path).map_err(|e| InputError(format!("{file}: cannot open: {e}")))?;
-    let reader = SerializedFileReader::new(handle)
-        .map_err(|e| InputError(format!("{file}: not a readable Parquet file: {e}")))?;
-    let schema = reader.metadata().file_metadata().schema_descr_ptr();
-    let header: Vec<String> =
-        schema.root_schema().get_fields().iter().map(|f| f.name().to_string()).collect();
+    let (reader, header) = open(path, file)?;
     let cols = crate::telemetry_input::Columns::resolve(&header, file)?;
     let rows = reader.get_row_iter(None).map_err(|e| InputError(format!("{file}: cannot read rows: {e}")))?;
     let mut out = Vec::new();
