@@ -1,0 +1,105 @@
+//! # anomalyd-store
+//!
+//! Persistence for anomalyd. SQLite in WAL mode is the default backend: one file, migrations
+//! applied on open, a pool with timeouts. Queries are written against this module's types,
+//! not the driver's, so a PostgreSQL backend can be added behind the same API.
+//!
+//! Lists use keyset pagination (an opaque cursor holding the last row's sort key), never
+//! OFFSET and never a `COUNT(*)` per request.
+
+mod anomalies;
+mod cursor;
+mod error;
+mod ingest;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+
+pub use anomalies::{AnomalyFilter, AnomalyRecord, AnomalySort, AnomalyStatus, NewAnomaly, Page};
+pub use cursor::Cursor;
+pub use error::StoreError;
+pub use ingest::{IngestBatch, IngestOutcome, TelemetryRow};
+
+/// Store result.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Connection settings.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// Most pooled connections.
+    pub max_connections: u32,
+    /// How long a request may wait for a pooled connection.
+    pub acquire_timeout: Duration,
+    /// How long SQLite waits on a locked database before failing.
+    pub busy_timeout: Duration,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            max_connections: 8,
+            acquire_timeout: Duration::from_secs(5),
+            busy_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// A handle on the database; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: SqlitePool,
+}
+
+impl Store {
+    /// Opens (creating if needed) the SQLite database at `url` (`sqlite://path` or a plain
+    /// path) and applies pending migrations.
+    pub async fn open(url: &str, options: &StoreOptions) -> Result<Self> {
+        let url = if url.starts_with("sqlite:") { url.to_string() } else { format!("sqlite://{url}") };
+        let connect = SqliteConnectOptions::from_str(&url)
+            .map_err(|e| StoreError::Config(format!("bad database url `{url}`: {e}")))?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // FULL: a committed (acknowledged) batch survives a crash of the machine, not only
+            // of the process.
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(options.busy_timeout);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(options.max_connections)
+            .acquire_timeout(options.acquire_timeout)
+            .connect_with(connect)
+            .await?;
+        let store = Store { pool };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// Applies the migrations the database does not have yet.
+    pub async fn migrate(&self) -> Result<()> {
+        sqlx::migrate!("./migrations").run(&self.pool).await.map_err(|e| StoreError::Migration(e.to_string()))
+    }
+
+    /// Connections in use and idle, for metrics.
+    pub fn pool_usage(&self) -> (u32, usize) {
+        (self.pool.size(), self.pool.num_idle())
+    }
+
+    /// Checks that the database answers.
+    pub async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Closes the pool (waits for connections in use).
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    pub(crate) fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+}

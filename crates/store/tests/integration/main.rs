@@ -1,0 +1,151 @@
+//! Store tests against a real SQLite file.
+
+use anomalyd_store::{
+    AnomalyFilter, AnomalySort, AnomalyStatus, Cursor, IngestBatch, NewAnomaly, Store, StoreError,
+    StoreOptions, TelemetryRow,
+};
+use serde_json::json;
+
+async fn store() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("anomalyd.db");
+    let store = Store::open(path.to_str().unwrap(), &StoreOptions::default()).await.unwrap();
+    (dir, store)
+}
+
+fn batch(device: &str, from: i64, n: i64, anomalous_every: i64) -> IngestBatch {
+    let mut b = IngestBatch::default();
+    for i in from..from + n {
+        b.telemetry.push(TelemetryRow {
+            device_id: device.into(),
+            ts: i * 60_000,
+            cohort: Some("tc52/android-13".into()),
+            labels: json!({"site": "berlin"}),
+            metrics: json!({"cpu": i % 100}),
+        });
+        if i % anomalous_every == 0 {
+            b.anomalies.push(NewAnomaly {
+                device_id: device.into(),
+                ts: i * 60_000,
+                cohort: Some("tc52/android-13".into()),
+                anomaly_score: 0.5 + (i % 40) as f64 / 100.0,
+                grade: 0.99,
+                severity: if i % 2 == 0 { "high".into() } else { "critical".into() },
+                detectors: vec!["model".into()],
+                model_version: Some("v1".into()),
+                features: json!({"cpu.mean": 1.0}),
+                explanation: json!([]),
+            });
+        }
+    }
+    b
+}
+
+#[tokio::test]
+async fn a_retried_batch_is_stored_once() {
+    let (_dir, store) = store().await;
+    let b = batch("d1", 0, 100, 10);
+    let first = store.ingest(&b, 1).await.unwrap();
+    assert_eq!((first.inserted, first.duplicates, first.anomalies), (100, 0, 10));
+    let again = store.ingest(&b, 2).await.unwrap();
+    assert_eq!((again.inserted, again.duplicates, again.anomalies), (0, 100, 0));
+    let page = store.list_anomalies(&AnomalyFilter::default(), None, 1000).await.unwrap();
+    assert_eq!(page.items.len(), 10);
+    assert!(page.next_cursor.is_none());
+}
+
+#[tokio::test]
+async fn data_survives_reopening_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a.db");
+    let path = path.to_str().unwrap();
+    {
+        let s = Store::open(path, &StoreOptions::default()).await.unwrap();
+        s.ingest(&batch("d1", 0, 50, 5), 1).await.unwrap();
+        s.close().await;
+    }
+    let s = Store::open(path, &StoreOptions::default()).await.unwrap();
+    let page = s.list_anomalies(&AnomalyFilter::default(), None, 100).await.unwrap();
+    assert_eq!(page.items.len(), 10);
+}
+
+#[tokio::test]
+async fn keyset_pages_stay_correct_while_rows_are_inserted() {
+    let (_dir, store) = store().await;
+    store.ingest(&batch("d1", 0, 250, 1), 1).await.unwrap();
+    let filter = AnomalyFilter::default();
+    let mut seen = Vec::new();
+    let mut cursor = None;
+    let mut round = 0;
+    loop {
+        let page = store.list_anomalies(&filter, cursor, 40).await.unwrap();
+        seen.extend(page.items.iter().map(|a| a.id));
+        // Newer rows arrive between page requests; they sort before the cursor and must not
+        // shift the pages already being walked.
+        store.ingest(&batch("d2", round * 10, 10, 1), 2).await.unwrap();
+        round += 1;
+        match page.next_cursor {
+            Some(c) => cursor = Some(c.parse::<Cursor>().unwrap()),
+            None => break,
+        }
+    }
+    let mut sorted = seen.clone();
+    sorted.sort_unstable_by(|a, b| b.cmp(a));
+    sorted.dedup();
+    assert_eq!(seen, sorted, "strictly newest first, no repeats");
+    assert_eq!(seen.len(), 250, "every row present when the walk started is seen once");
+}
+
+#[tokio::test]
+async fn filters_sorts_and_bad_cursors() {
+    let (_dir, store) = store().await;
+    store.ingest(&batch("d1", 0, 100, 2), 1).await.unwrap();
+    store.ingest(&batch("d2", 0, 100, 5), 1).await.unwrap();
+    let f = AnomalyFilter { device_id: Some("d2".into()), ..Default::default() };
+    let page = store.list_anomalies(&f, None, 100).await.unwrap();
+    assert_eq!(page.items.len(), 20);
+    assert!(page.items.iter().all(|a| a.device_id == "d2"));
+    let f = AnomalyFilter { severity: Some("critical".into()), ..Default::default() };
+    let page = store.list_anomalies(&f, None, 1000).await.unwrap();
+    assert!(!page.items.is_empty() && page.items.iter().all(|a| a.severity == "critical"));
+    let f = AnomalyFilter { from_ts: Some(50 * 60_000), to_ts: Some(60 * 60_000), ..Default::default() };
+    let page = store.list_anomalies(&f, None, 1000).await.unwrap();
+    assert!(page.items.iter().all(|a| (50 * 60_000..60 * 60_000).contains(&a.ts)));
+    assert_eq!(page.items.len(), 5 + 2);
+    // Score order across pages.
+    let f = AnomalyFilter { sort: AnomalySort::Score, ..Default::default() };
+    let mut scores = Vec::new();
+    let mut cursor = None;
+    loop {
+        let p = store.list_anomalies(&f, cursor, 7).await.unwrap();
+        scores.extend(p.items.iter().map(|a| (a.anomaly_score, a.id)));
+        match p.next_cursor {
+            Some(c) => cursor = Some(c.parse().unwrap()),
+            None => break,
+        }
+    }
+    assert_eq!(scores.len(), 70);
+    assert!(scores.windows(2).all(|w| w[0] > w[1]), "strictly descending (score, id)");
+    let err = store.list_anomalies(&f, Some(Cursor::Id(5)), 7).await.unwrap_err();
+    assert!(matches!(err, StoreError::BadCursor(_)));
+    assert!("zz".parse::<Cursor>().is_err());
+}
+
+#[tokio::test]
+async fn status_changes_and_unknown_ids() {
+    let (_dir, store) = store().await;
+    store.ingest(&batch("d1", 0, 10, 5), 1).await.unwrap();
+    let id = store.list_anomalies(&AnomalyFilter::default(), None, 1).await.unwrap().items[0].id;
+    let a = store.set_anomaly_status(id, AnomalyStatus::Acknowledged, Some("looking"), 5).await.unwrap();
+    assert_eq!((a.status.as_str(), a.note.as_deref(), a.updated_at), ("acknowledged", Some("looking"), 5));
+    let a = store.set_anomaly_status(id, AnomalyStatus::Resolved, None, 6).await.unwrap();
+    assert_eq!((a.status.as_str(), a.note.as_deref()), ("resolved", Some("looking")));
+    let open = AnomalyFilter { status: Some(AnomalyStatus::Open), ..Default::default() };
+    assert_eq!(store.list_anomalies(&open, None, 100).await.unwrap().items.len(), 1);
+    assert!(matches!(store.anomaly(999_999).await, Err(StoreError::NotFound { .. })));
+    assert!(matches!(
+        store.set_anomaly_status(999_999, AnomalyStatus::Open, None, 7).await,
+        Err(StoreError::NotFound { .. })
+    ));
+    assert!("closed".parse::<AnomalyStatus>().is_err());
+}
