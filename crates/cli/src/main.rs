@@ -57,6 +57,8 @@ enum Command {
     Simulate(commands::simulate::SimulateArgs),
     /// Per-series detection on a labelled time series (NAB format): windows found, false alarms.
     EvaluateStream(commands::evaluate_stream::EvaluateStreamArgs),
+    /// Create the database or apply pending schema migrations.
+    Migrate(commands::migrate::MigrateArgs),
     /// Show a model's parameters, features and size.
     Inspect(commands::inspect::InspectArgs),
     /// Time training and scoring in-process on raw f32 matrices (used by bench/side_by_side.py).
@@ -79,6 +81,7 @@ fn main() -> ExitCode {
         Command::Evaluate(a) => commands::evaluate::run(a),
         Command::Inspect(a) => commands::inspect::run(a),
         Command::Simulate(a) => commands::simulate::run(a),
+        Command::Migrate(a) => commands::migrate::run(a),
         Command::EvaluateStream(a) => commands::evaluate_stream::run(a),
         Command::Bench(a) => commands::bench::run(a),
         Command::BenchFleet(a) => commands::bench_fleet::run(a),

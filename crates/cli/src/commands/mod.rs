@@ -5,6 +5,7 @@ pub mod bench_fleet;
 pub mod evaluate;
 pub mod evaluate_stream;
 pub mod inspect;
+pub mod migrate;
 pub mod score;
 pub mod simulate;
 pub mod train;

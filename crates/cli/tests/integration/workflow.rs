@@ -122,3 +122,21 @@ fn evaluate_reports_auc_ap_and_timings_per_seed() {
     let text = ok(&["evaluate", "-i", input.to_str().unwrap(), "--label-column", "label", "--seeds", "4"]);
     assert!(text.contains("roc_auc") && text.contains("mean"), "{text}");
 }
+
+#[test]
+fn migrate_creates_the_database_and_is_idempotent() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let data = data.to_str().unwrap();
+    for _ in 0..2 {
+        let o = run(&["migrate", "--data-dir", data], None);
+        assert!(o.status.success(), "{}", stderr(&o));
+        assert!(stderr(&o).contains("schema up to date"));
+    }
+    assert!(dir.path().join("data/anomalyd.db").exists());
+    input_error(
+        &["migrate", "--database-url", "postgres://localhost/x"],
+        None,
+        &["PostgreSQL is not supported"],
+    );
+}
