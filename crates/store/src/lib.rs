@@ -23,6 +23,8 @@ pub use anomalies::{AnomalyFilter, AnomalyRecord, AnomalySort, AnomalyStatus, Ne
 pub use cursor::Cursor;
 pub use error::StoreError;
 pub use ingest::{IngestBatch, IngestOutcome, TelemetryRow};
+/// The driver's error type, for callers that classify database failures.
+pub use sqlx::Error as SqlxError;
 
 /// Store result.
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;

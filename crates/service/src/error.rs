@@ -1,0 +1,102 @@
+//! The one place where errors become HTTP responses: RFC 9457 `application/problem+json`
+//! with a stable `type`, a human `detail` and, for input errors, the `field` at fault.
+
+use anomalyd_store::StoreError;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+/// An error on its way to the client.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ApiError {
+    /// Stable problem type (a URI reference).
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Short summary of the problem type.
+    pub title: &'static str,
+    /// HTTP status.
+    pub status: u16,
+    /// What went wrong in this request.
+    pub detail: String,
+    /// The request field at fault, when there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, kind: &str, title: &'static str, detail: impl Into<String>) -> Self {
+        Self {
+            kind: format!("/problems/{kind}"),
+            title,
+            status: status.as_u16(),
+            detail: detail.into(),
+            field: None,
+        }
+    }
+
+    /// 400: a field of the request is invalid.
+    pub fn invalid(field: &str, detail: impl Into<String>) -> Self {
+        let mut e = Self::new(StatusCode::BAD_REQUEST, "invalid-field", "Invalid request field", detail);
+        e.field = Some(field.to_string());
+        e
+    }
+
+    /// 400: the body is not valid JSON of the expected shape.
+    pub fn bad_body(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "malformed-body", "Malformed request body", detail)
+    }
+
+    /// 404.
+    pub fn not_found(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not-found", "Not found", detail)
+    }
+
+    /// 503: a dependency is unavailable.
+    pub fn unavailable(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "Service unavailable", detail)
+    }
+
+    /// 500: details go to the log, not to the client.
+    pub fn internal() -> Self {
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "Internal error",
+            "the server failed; see its log",
+        )
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound { .. } => ApiError::not_found(e.to_string()),
+            StoreError::BadCursor(_) => ApiError::invalid("cursor", e.to_string()),
+            StoreError::Invalid(msg) => ApiError::bad_body(msg),
+            StoreError::Database(sqlx_err) => {
+                tracing::error!(error = %sqlx_err, "database error");
+                if matches!(sqlx_err, anomalyd_store::SqlxError::PoolTimedOut) {
+                    ApiError::unavailable("the database is busy; retry shortly")
+                } else {
+                    ApiError::internal()
+                }
+            }
+            StoreError::Migration(_) | StoreError::Config(_) => {
+                tracing::error!(error = %e, "store error");
+                ApiError::internal()
+            }
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let mut res = (status, axum::Json(&self)).into_response();
+        res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        res
+    }
+}

@@ -1,0 +1,169 @@
+//! The API over real HTTP: server in-process on port 0, a real SQLite file.
+
+use anomalyd_service::{AppState, serve};
+use anomalyd_store::{IngestBatch, NewAnomaly, Store, StoreOptions, TelemetryRow};
+use serde_json::{Value, json};
+
+struct Server {
+    base: String,
+    _dir: tempfile::TempDir,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+async fn server(anomalies: i64) -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let store =
+        Store::open(dir.path().join("a.db").to_str().unwrap(), &StoreOptions::default()).await.unwrap();
+    let mut batch = IngestBatch::default();
+    for i in 0..anomalies {
+        let device = format!("d{}", i % 3);
+        batch.telemetry.push(TelemetryRow {
+            device_id: device.clone(),
+            ts: i * 60_000,
+            cohort: Some(format!("c{}", i % 2)),
+            labels: json!({}),
+            metrics: json!({"cpu": i}),
+        });
+        batch.anomalies.push(NewAnomaly {
+            device_id: device,
+            ts: i * 60_000,
+            cohort: Some(format!("c{}", i % 2)),
+            anomaly_score: 0.5 + (i % 10) as f64 / 100.0,
+            grade: 0.99,
+            severity: ["low", "medium", "high", "critical"][(i % 4) as usize].into(),
+            detectors: vec!["model".into()],
+            model_version: Some("v1".into()),
+            features: json!({"cpu.mean": i}),
+            explanation: json!([{"feature": "cpu.mean", "weight": 1.0, "direction": "above"}]),
+        });
+    }
+    store.ingest(&batch, 1_000).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(serve(listener, AppState { store }, async {
+        let _ = stopped.await;
+    }));
+    Server { base, _dir: dir, _stop: stop }
+}
+
+async fn get(url: &str) -> (u16, String, Value) {
+    let r = reqwest::get(url).await.unwrap();
+    let status = r.status().as_u16();
+    let ctype = r.headers().get("content-type").map(|v| v.to_str().unwrap().to_string()).unwrap_or_default();
+    (status, ctype, r.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn health_and_readiness() {
+    let s = server(0).await;
+    assert_eq!(get(&format!("{}/healthz", s.base)).await.0, 200);
+    let (status, _, body) = get(&format!("{}/readyz", s.base)).await;
+    assert_eq!((status, body["database"].as_str()), (200, Some("ok")));
+}
+
+#[tokio::test]
+async fn list_filters_and_pages() {
+    let s = server(60).await;
+    let (status, _, body) = get(&format!("{}/api/v1/anomalies?limit=25", s.base)).await;
+    assert_eq!(status, 200);
+    let items = body["items"].as_array().unwrap();
+    assert_eq!(items.len(), 25);
+    for k in [
+        "id",
+        "device_id",
+        "ts",
+        "anomaly_score",
+        "grade",
+        "severity",
+        "detectors",
+        "model_version",
+        "status",
+        "incident_id",
+        "explanation",
+        "created_at",
+        "updated_at",
+    ] {
+        assert!(items[0].get(k).is_some(), "{k} missing");
+    }
+    let mut ids: Vec<i64> = items.iter().map(|a| a["id"].as_i64().unwrap()).collect();
+    let mut cursor = body["next_cursor"].as_str().unwrap().to_string();
+    loop {
+        let (_, _, page) = get(&format!("{}/api/v1/anomalies?limit=25&cursor={cursor}", s.base)).await;
+        ids.extend(page["items"].as_array().unwrap().iter().map(|a| a["id"].as_i64().unwrap()));
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = c.to_string(),
+            None => break,
+        }
+    }
+    assert_eq!(ids.len(), 60);
+    assert!(ids.windows(2).all(|w| w[0] > w[1]));
+    let (_, _, body) =
+        get(&format!("{}/api/v1/anomalies?device_id=d1&severity=critical&limit=100", s.base)).await;
+    let items = body["items"].as_array().unwrap();
+    assert!(!items.is_empty());
+    assert!(items.iter().all(|a| a["device_id"] == "d1" && a["severity"] == "critical"));
+    let (_, _, body) =
+        get(&format!("{}/api/v1/anomalies?sort=score&limit=5&from=1970-01-01T00:10:00Z", s.base)).await;
+    let scores: Vec<f64> =
+        body["items"].as_array().unwrap().iter().map(|a| a["anomaly_score"].as_f64().unwrap()).collect();
+    assert!(scores.windows(2).all(|w| w[0] >= w[1]) && scores[0] == 0.59, "{scores:?}");
+}
+
+#[tokio::test]
+async fn bad_requests_are_problem_json_naming_the_field() {
+    let s = server(5).await;
+    for (query, field) in [
+        ("limit=0", "limit"),
+        ("limit=many", "limit"),
+        ("status=closed", "status"),
+        ("severity=extreme", "severity"),
+        ("cursor=garbage", "cursor"),
+        ("sort=random", "sort"),
+        ("from=yesterday", "from"),
+        ("colour=red", "colour"),
+    ] {
+        let (status, ctype, body) = get(&format!("{}/api/v1/anomalies?{query}", s.base)).await;
+        assert_eq!(status, 400, "{query}: {body}");
+        assert_eq!(ctype, "application/problem+json", "{query}");
+        assert_eq!(body["field"], field, "{query}: {body}");
+        assert_eq!(body["status"], 400);
+        assert!(body["type"].as_str().unwrap().starts_with("/problems/"));
+    }
+    let (status, ctype, body) = get(&format!("{}/api/v1/anomalies/999999", s.base)).await;
+    assert_eq!((status, ctype.as_str()), (404, "application/problem+json"));
+    assert!(body["detail"].as_str().unwrap().contains("999999"));
+    let (status, _, body) = get(&format!("{}/api/v1/anomalies/abc", s.base)).await;
+    assert_eq!((status, body["field"].as_str()), (400, Some("id")));
+}
+
+#[tokio::test]
+async fn acknowledge_and_resolve_persist() {
+    let s = server(3).await;
+    let client = reqwest::Client::new();
+    let (_, _, list) = get(&format!("{}/api/v1/anomalies", s.base)).await;
+    let id = list["items"][0]["id"].as_i64().unwrap();
+    let url = format!("{}/api/v1/anomalies/{id}", s.base);
+    let r =
+        client.patch(&url).json(&json!({"status": "acknowledged", "note": "on it"})).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let (_, _, a) = get(&url).await;
+    assert_eq!((a["status"].as_str(), a["note"].as_str()), (Some("acknowledged"), Some("on it")));
+    let r = client.patch(&url).json(&json!({"status": "resolved"})).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let (_, _, a) = get(&url).await;
+    assert_eq!(a["status"], "resolved");
+    for (body, field) in
+        [(json!({"status": "gone"}), Some("status")), (json!({"status": "open", "extra": 1}), None)]
+    {
+        let r = client.patch(&url).json(&body).send().await.unwrap();
+        assert_eq!(r.status().as_u16(), 400);
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["field"].as_str(), field, "{v}");
+    }
+    let r =
+        client.patch(&url).header("content-type", "application/json").body("{not json").send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["type"], "/problems/malformed-body");
+}
