@@ -57,6 +57,8 @@ enum Command {
     Simulate(commands::simulate::SimulateArgs),
     /// Per-series detection on a labelled time series (NAB format): windows found, false alarms.
     EvaluateStream(commands::evaluate_stream::EvaluateStreamArgs),
+    /// Serve the HTTP API (health probes, anomalies) on the configured database.
+    Serve(commands::serve::ServeArgs),
     /// Create the database or apply pending schema migrations.
     Migrate(commands::migrate::MigrateArgs),
     /// Show a model's parameters, features and size.
@@ -82,6 +84,7 @@ fn main() -> ExitCode {
         Command::Inspect(a) => commands::inspect::run(a),
         Command::Simulate(a) => commands::simulate::run(a),
         Command::Migrate(a) => commands::migrate::run(a),
+        Command::Serve(a) => commands::serve::run(a),
         Command::EvaluateStream(a) => commands::evaluate_stream::run(a),
         Command::Bench(a) => commands::bench::run(a),
         Command::BenchFleet(a) => commands::bench_fleet::run(a),

@@ -7,6 +7,7 @@ pub mod evaluate_stream;
 pub mod inspect;
 pub mod migrate;
 pub mod score;
+pub mod serve;
 pub mod simulate;
 pub mod train;
 

@@ -140,3 +140,34 @@ fn migrate_creates_the_database_and_is_idempotent() {
         &["PostgreSQL is not supported"],
     );
 }
+
+#[test]
+fn serve_answers_and_stops_cleanly_on_sigterm() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    // Find a free port, then hand it to the server.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_anomalyd"))
+        .args(["serve", "--listen", &listen, "--data-dir", dir.path().to_str().unwrap()])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut body = String::new();
+    for _ in 0..100 {
+        if let Ok(mut s) = std::net::TcpStream::connect(&listen) {
+            s.write_all(b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+            s.read_to_string(&mut body).unwrap();
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(body.starts_with("HTTP/1.1 200") && body.contains("\"ready\""), "{body}");
+    let pid = child.id().to_string();
+    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+    let mut err = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    assert!(err.contains("listening on") && err.contains("stopped"), "{err}");
+}
