@@ -3,6 +3,7 @@
 pub mod bundle;
 pub mod config;
 pub mod features;
+pub mod json;
 pub mod rolling;
 pub mod sample;
 pub mod simulate;
