@@ -6,13 +6,16 @@
 mod anomalies;
 pub mod error;
 mod health;
+pub mod ingest;
 
 use std::future::Future;
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use anomalyd_store::Store;
 use axum::Router;
-use axum::routing::get;
+use axum::routing::{get, post};
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 
@@ -21,6 +24,15 @@ use tower_http::timeout::TimeoutLayer;
 pub struct AppState {
     /// The database.
     pub store: Store,
+    /// Per-device streaming state and the active bundle.
+    pub pipeline: Arc<ingest::Pipeline>,
+}
+
+impl AppState {
+    /// State over `store`, scoring with `bundle` when given.
+    pub fn new(store: Store, bundle: Option<anomalyd_engine::fleet::FleetBundle>) -> Self {
+        Self { store, pipeline: Arc::new(ingest::Pipeline::new(bundle)) }
+    }
 }
 
 /// Largest request body accepted.
@@ -31,6 +43,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .route("/api/v1/telemetry", post(ingest::ingest))
         .route("/api/v1/anomalies", get(anomalies::list))
         .route("/api/v1/anomalies/{id}", get(anomalies::detail).patch(anomalies::update))
         .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))

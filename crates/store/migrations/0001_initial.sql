@@ -50,7 +50,8 @@ CREATE TABLE anomalies (
     created_at     INTEGER NOT NULL,
     updated_at     INTEGER NOT NULL
 );
-CREATE INDEX anomalies_device_ts ON anomalies (device_id, ts DESC);
+-- One anomaly per sample: re-sent or re-released samples never duplicate an anomaly.
+CREATE UNIQUE INDEX anomalies_sample ON anomalies (device_id, ts);
 CREATE INDEX anomalies_open ON anomalies (status, id DESC) WHERE status IN ('open', 'acknowledged');
 CREATE INDEX anomalies_created ON anomalies (created_at DESC, id DESC);
 CREATE INDEX anomalies_severity ON anomalies (severity, id DESC);

@@ -154,11 +154,17 @@ pub struct Page<T> {
     pub next_cursor: Option<String>,
 }
 
-pub(crate) async fn insert_anomaly(conn: &mut SqliteConnection, a: &NewAnomaly, now_ms: i64) -> Result<i64> {
+/// Inserts an anomaly unless its sample already has one; returns the new id.
+pub(crate) async fn insert_anomaly(
+    conn: &mut SqliteConnection,
+    a: &NewAnomaly,
+    now_ms: i64,
+) -> Result<Option<i64>> {
     let id = sqlx::query_scalar(
         "INSERT INTO anomalies (device_id, ts, cohort, anomaly_score, grade, severity, detectors, model_version,
                                 features, explanation, created_at, updated_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+         ON CONFLICT (device_id, ts) DO NOTHING RETURNING id",
     )
     .bind(&a.device_id)
     .bind(a.ts)
@@ -172,7 +178,7 @@ pub(crate) async fn insert_anomaly(conn: &mut SqliteConnection, a: &NewAnomaly, 
     .bind(a.explanation.to_string())
     .bind(now_ms)
     .bind(now_ms)
-    .fetch_one(conn)
+    .fetch_optional(conn)
     .await?;
     Ok(id)
 }

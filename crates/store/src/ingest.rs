@@ -1,7 +1,5 @@
 //! Durable batch writes: telemetry, devices and anomalies in one transaction.
 
-use std::collections::HashSet;
-
 use crate::anomalies::{NewAnomaly, insert_anomaly};
 use crate::{Result, Store};
 
@@ -25,7 +23,8 @@ pub struct TelemetryRow {
 pub struct IngestBatch {
     /// Samples.
     pub telemetry: Vec<TelemetryRow>,
-    /// Anomalies found in those samples (each tied to one sample by device and time).
+    /// Anomalies found (each tied to one sample by device and time, possibly a sample of an
+    /// earlier batch that the pipeline held back for re-ordering).
     pub anomalies: Vec<NewAnomaly>,
 }
 
@@ -42,12 +41,11 @@ pub struct IngestOutcome {
 
 impl Store {
     /// Writes a batch in one transaction; when this returns `Ok` the batch is durable.
-    /// Idempotent on (device, time): samples already stored are skipped together with their
-    /// anomalies, so a retried batch stores nothing twice.
+    /// Idempotent on (device, time): samples already stored are skipped, and a sample never
+    /// gets a second anomaly, so a retried batch stores nothing twice.
     pub async fn ingest(&self, batch: &IngestBatch, now_ms: i64) -> Result<IngestOutcome> {
         let mut tx = self.pool().begin().await?;
         let mut out = IngestOutcome::default();
-        let mut fresh: HashSet<(&str, i64)> = HashSet::with_capacity(batch.telemetry.len());
         for t in &batch.telemetry {
             let done =
                 sqlx::query("INSERT OR IGNORE INTO telemetry (device_id, ts, metrics) VALUES (?, ?, ?)")
@@ -58,7 +56,6 @@ impl Store {
                     .await?;
             if done.rows_affected() == 1 {
                 out.inserted += 1;
-                fresh.insert((t.device_id.as_str(), t.ts));
             } else {
                 out.duplicates += 1;
             }
@@ -79,8 +76,7 @@ impl Store {
             .await?;
         }
         for a in &batch.anomalies {
-            if fresh.contains(&(a.device_id.as_str(), a.ts)) {
-                insert_anomaly(&mut tx, a, now_ms).await?;
+            if insert_anomaly(&mut tx, a, now_ms).await?.is_some() {
                 out.anomalies += 1;
             }
         }

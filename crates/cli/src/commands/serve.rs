@@ -14,11 +14,26 @@ pub struct ServeArgs {
     listen: String,
     #[command(flatten)]
     db: DatabaseArgs,
+    /// Fleet bundle (from `anomalyd train --telemetry`) that scores ingested telemetry;
+    /// without one, telemetry is stored but not scored.
+    #[arg(long)]
+    model: Option<std::path::PathBuf>,
 }
 
 /// Runs `anomalyd serve` until Ctrl-C or SIGTERM.
 pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
     let url = args.db.url()?;
+    let bundle = match &args.model {
+        None => None,
+        Some(p) => {
+            let bytes = std::fs::read(p)
+                .map_err(|e| InputError(format!("{}: cannot read bundle: {e}", p.display())))?;
+            Some(
+                anomalyd_engine::fleet::FleetBundle::from_bytes(&bytes)
+                    .map_err(|e| InputError(format!("{}: {e}", p.display())))?,
+            )
+        }
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async {
         let store =
@@ -41,7 +56,7 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
             #[cfg(not(unix))]
             let _ = ctrl_c.await;
         };
-        serve(listener, AppState { store: store.clone() }, shutdown).await?;
+        serve(listener, AppState::new(store.clone(), bundle), shutdown).await?;
         store.close().await;
         eprintln!("anomalyd stopped");
         Ok(())

@@ -139,27 +139,55 @@ impl FleetBundle {
             .into_par_iter()
             .map(|i| {
                 let r = table.row(i);
-                let (model, label) = self.model_for(r.cohort);
                 let (score, explanation) = match explain_top {
-                    Some(k) => model.explain_row(r.values, k).unwrap_or((f32::NAN, Vec::new())),
+                    Some(k) => {
+                        self.model_for(r.cohort).0.explain_row(r.values, k).unwrap_or((f32::NAN, Vec::new()))
+                    }
                     None => (batch_scores[i], Vec::new()),
                 };
-                let grade = model.calibration().grade(score);
-                let mut detectors = Vec::new();
-                if position[i] > warmup && model.is_anomaly(score) {
-                    detectors.push("model".to_string());
-                }
-                detectors.extend(r.rules_fired.iter().map(|&k| self.config.rules[k].name().to_string()));
-                let mut severity = Severity::from_grade(grade);
-                if !detectors.is_empty()
-                    && severity < Severity::High
-                    && !detectors.iter().any(|d| d == "model")
-                {
-                    severity = Severity::High;
-                }
-                FleetScore { anomaly_score: score, grade, severity, detectors, model: label, explanation }
+                self.judge(r.cohort, score, explanation, r.rules_fired, position[i] > warmup)
             })
             .collect()
+    }
+
+    /// Scores one feature row (the online path): the cohort's model, its explanation, and
+    /// the rules that fired while computing the features. `model_may_flag` is false while the
+    /// device's windows are still filling.
+    pub fn score_one(
+        &self,
+        cohort: Option<&str>,
+        values: &[f32],
+        rules_fired: &[usize],
+        model_may_flag: bool,
+        explain_top: usize,
+    ) -> FleetScore {
+        let (score, explanation) =
+            self.model_for(cohort).0.explain_row(values, explain_top).unwrap_or((f32::NAN, Vec::new()));
+        self.judge(cohort, score, explanation, rules_fired, model_may_flag)
+    }
+
+    /// Turns a score and the fired rules into detectors, grade and severity. Rules alone
+    /// raise the severity to at least `high`: a rule fires only on a clear breach.
+    fn judge(
+        &self,
+        cohort: Option<&str>,
+        score: f32,
+        explanation: Vec<crate::explain::Attribution>,
+        rules_fired: &[usize],
+        model_may_flag: bool,
+    ) -> FleetScore {
+        let (model, label) = self.model_for(cohort);
+        let grade = model.calibration().grade(score);
+        let mut detectors = Vec::new();
+        if model_may_flag && model.is_anomaly(score) {
+            detectors.push("model".to_string());
+        }
+        detectors.extend(rules_fired.iter().map(|&k| self.config.rules[k].name().to_string()));
+        let mut severity = Severity::from_grade(grade);
+        if !detectors.is_empty() && severity < Severity::High && !detectors.iter().any(|d| d == "model") {
+            severity = Severity::High;
+        }
+        FleetScore { anomaly_score: score, grade, severity, detectors, model: label, explanation }
     }
 
     /// Serialises the bundle: configuration text, global model, cohort models.
