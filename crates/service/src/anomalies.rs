@@ -183,7 +183,7 @@ pub async fn update(
     body: Result<Json<UpdateBody>, JsonRejection>,
 ) -> Result<Json<AnomalyView>, ApiError> {
     let id = id_param(id)?;
-    let Json(body) = body.map_err(|e| ApiError::bad_body(e.body_text()))?;
+    let Json(body) = body.map_err(|e| ApiError::body_rejection(e.status(), e.body_text()))?;
     let status =
         body.status.parse::<AnomalyStatus>().map_err(|e| ApiError::invalid("status", e.to_string()))?;
     if body.note.as_ref().is_some_and(|n| n.len() > 4000) {

@@ -46,6 +46,20 @@ impl ApiError {
         Self::new(StatusCode::BAD_REQUEST, "malformed-body", "Malformed request body", detail)
     }
 
+    /// 413: the body is larger than allowed.
+    pub fn too_large(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::PAYLOAD_TOO_LARGE, "body-too-large", "Request body too large", detail)
+    }
+
+    /// A body extractor's rejection: 413 when too large, 400 otherwise.
+    pub fn body_rejection(status: StatusCode, text: String) -> Self {
+        if status == StatusCode::PAYLOAD_TOO_LARGE {
+            Self::too_large(format!("the body exceeds {} bytes; send smaller batches", crate::MAX_BODY_BYTES))
+        } else {
+            Self::bad_body(text)
+        }
+    }
+
     /// 404.
     pub fn not_found(detail: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, "not-found", "Not found", detail)

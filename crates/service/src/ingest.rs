@@ -14,6 +14,7 @@ use anomalyd_store::{IngestBatch, NewAnomaly, TelemetryRow};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
 use axum::http::HeaderMap;
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
@@ -83,8 +84,18 @@ fn parse_body(headers: &HeaderMap, body: &[u8]) -> Result<Vec<Value>, ApiError> 
 pub async fn ingest(
     State(state): State<AppState>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
+    let body = body.map_err(|e| {
+        if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::too_large(format!(
+                "the body exceeds {} bytes; send smaller batches",
+                crate::MAX_BODY_BYTES
+            ))
+        } else {
+            ApiError::bad_body(e.body_text())
+        }
+    })?;
     let values = parse_body(&headers, &body)?;
     let mut interner = Interner::default();
     let mut samples = Vec::with_capacity(values.len());

@@ -16,7 +16,6 @@ use std::sync::Arc;
 use anomalyd_store::Store;
 use axum::Router;
 use axum::routing::{get, post};
-use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 
 /// Shared state of the handlers.
@@ -46,7 +45,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/telemetry", post(ingest::ingest))
         .route("/api/v1/anomalies", get(anomalies::list))
         .route("/api/v1/anomalies/{id}", get(anomalies::detail).patch(anomalies::update))
-        .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
+        // Enforced by the body extractors, whose rejection the handlers turn into problem+json.
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(TimeoutLayer::with_status_code(
             axum::http::StatusCode::REQUEST_TIMEOUT,
             Duration::from_secs(30),

@@ -257,3 +257,20 @@ async fn ingested_telemetry_is_scored_with_the_bundle() {
     assert!(items[0]["explanation"].as_array().is_some_and(|e| !e.is_empty()));
     assert_eq!(items[0]["ts"], "1970-01-02T06:00:00.000Z");
 }
+
+#[tokio::test]
+async fn an_oversized_body_is_refused_as_problem_json() {
+    let s = server(0).await;
+    let big = "x".repeat(anomalyd_service::MAX_BODY_BYTES + 1);
+    let r = reqwest::Client::new()
+        .post(format!("{}/api/v1/telemetry", s.base))
+        .header("content-type", "application/json")
+        .body(big)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 413);
+    assert_eq!(r.headers()["content-type"], "application/problem+json");
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["type"], "/problems/body-too-large");
+}
