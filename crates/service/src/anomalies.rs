@@ -130,7 +130,7 @@ fn filter(p: &ListParams) -> Result<(AnomalyFilter, Option<Cursor>, u32), ApiErr
     Ok((f, cursor, limit))
 }
 
-fn query_error(e: &QueryRejection) -> ApiError {
+pub(crate) fn query_error(e: &QueryRejection) -> ApiError {
     // serde names the offending parameter in its message: "limit: invalid digit …" for a bad
     // value, "unknown field `colour`, expected …" for an unknown one.
     let text = e.body_text();

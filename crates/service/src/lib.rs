@@ -4,6 +4,7 @@
 //! mapping to RFC 9457 problem+json ([`error::ApiError`]).
 
 mod anomalies;
+mod devices;
 pub mod error;
 mod health;
 pub mod ingest;
@@ -44,6 +45,8 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(health::readyz))
         .route("/api/v1/telemetry", post(ingest::ingest))
         .route("/api/v1/anomalies", get(anomalies::list))
+        .route("/api/v1/devices", get(devices::list))
+        .route("/api/v1/devices/{id}", get(devices::detail))
         .route("/api/v1/anomalies/{id}", get(anomalies::detail).patch(anomalies::update))
         // Enforced by the body extractors, whose rejection the handlers turn into problem+json.
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))

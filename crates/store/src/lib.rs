@@ -9,6 +9,7 @@
 
 mod anomalies;
 mod cursor;
+mod devices;
 mod error;
 mod ingest;
 
@@ -21,6 +22,7 @@ use sqlx::sqlite::{
 
 pub use anomalies::{AnomalyFilter, AnomalyRecord, AnomalySort, AnomalyStatus, NewAnomaly, Page};
 pub use cursor::Cursor;
+pub use devices::{DeviceRecord, TelemetryRecord};
 pub use error::StoreError;
 pub use ingest::{IngestBatch, IngestOutcome, TelemetryRow};
 /// The driver's error type, for callers that classify database failures.

@@ -274,3 +274,26 @@ async fn an_oversized_body_is_refused_as_problem_json() {
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["type"], "/problems/body-too-large");
 }
+
+#[tokio::test]
+async fn devices_list_and_detail() {
+    let s = server(12).await;
+    let (status, _, page) = get(&format!("{}/api/v1/devices?limit=2", s.base)).await;
+    assert_eq!(status, 200);
+    let ids: Vec<&str> =
+        page["items"].as_array().unwrap().iter().map(|d| d["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["d0", "d1"]);
+    let cursor = page["next_cursor"].as_str().unwrap();
+    let (_, _, page) = get(&format!("{}/api/v1/devices?limit=2&cursor={cursor}", s.base)).await;
+    assert_eq!(page["items"][0]["id"], "d2");
+    assert!(page["next_cursor"].is_null());
+    let (status, _, d) = get(&format!("{}/api/v1/devices/d1", s.base)).await;
+    assert_eq!(status, 200);
+    assert_eq!(d["recent_metrics"].as_array().unwrap().len(), 4);
+    assert_eq!(d["anomalies"].as_array().unwrap().len(), 4);
+    assert!(d["anomalies"].as_array().unwrap().iter().all(|a| a["device_id"] == "d1"));
+    let (status, ctype, _) = get(&format!("{}/api/v1/devices/nope", s.base)).await;
+    assert_eq!((status, ctype.as_str()), (404, "application/problem+json"));
+    let (status, _, body) = get(&format!("{}/api/v1/devices?cursor=zz", s.base)).await;
+    assert_eq!((status, body["field"].as_str()), (400, Some("cursor")));
+}

@@ -149,3 +149,22 @@ async fn status_changes_and_unknown_ids() {
     ));
     assert!("closed".parse::<AnomalyStatus>().is_err());
 }
+
+#[tokio::test]
+async fn devices_are_listed_by_id_with_their_latest_samples() {
+    let (_dir, store) = store().await;
+    for d in ["d3", "d1", "d2"] {
+        store.ingest(&batch(d, 0, 20, 100), 1).await.unwrap();
+    }
+    let p1 = store.list_devices(None, None, 2).await.unwrap();
+    assert_eq!(p1.items.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(), ["d1", "d2"]);
+    let p2 = store.list_devices(None, p1.next_cursor.as_deref(), 2).await.unwrap();
+    assert_eq!(p2.items.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(), ["d3"]);
+    assert!(p2.next_cursor.is_none());
+    let d = store.device("d2").await.unwrap();
+    assert_eq!((d.first_seen, d.last_seen, d.cohort.as_deref()), (0, 19 * 60_000, Some("tc52/android-13")));
+    let recent = store.recent_telemetry("d2", 3).await.unwrap();
+    assert_eq!(recent.iter().map(|t| t.ts / 60_000).collect::<Vec<_>>(), [19, 18, 17]);
+    assert!(matches!(store.device("nope").await, Err(StoreError::NotFound { .. })));
+    assert!(matches!(store.list_devices(None, Some("garbage"), 2).await, Err(StoreError::BadCursor(_))));
+}

@@ -1,0 +1,113 @@
+//! Devices: keyset list by id, detail with recent telemetry.
+
+use serde::Serialize;
+use sqlx::{QueryBuilder, Sqlite};
+
+use crate::anomalies::Page;
+use crate::error::StoreError;
+use crate::{Result, Store};
+
+/// A device as stored.
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct DeviceRecord {
+    /// Id.
+    pub id: String,
+    /// Latest cohort reported.
+    pub cohort: Option<String>,
+    /// Labels (JSON object text).
+    pub labels: String,
+    /// First sample, Unix ms.
+    pub first_seen: i64,
+    /// Latest sample, Unix ms.
+    pub last_seen: i64,
+}
+
+/// One stored sample.
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct TelemetryRecord {
+    /// Unix ms.
+    pub ts: i64,
+    /// Metrics (JSON object text).
+    pub metrics: String,
+}
+
+fn encode(id: &str) -> String {
+    let mut s = String::with_capacity(1 + 2 * id.len());
+    s.push('d');
+    for b in id.bytes() {
+        s.push_str(&format!("{b:02x}"));
+    }
+    s
+}
+
+fn decode(cursor: &str) -> Result<String> {
+    let bad = || StoreError::BadCursor(cursor.chars().take(64).collect());
+    let hex = cursor.strip_prefix('d').ok_or_else(bad)?;
+    if hex.len() % 2 != 0 {
+        return Err(bad());
+    }
+    let bytes = (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).map_err(|_| bad()))
+        .collect::<Result<Vec<u8>>>()?;
+    String::from_utf8(bytes).map_err(|_| bad())
+}
+
+impl Store {
+    /// One page of devices ordered by id, optionally of one cohort.
+    pub async fn list_devices(
+        &self,
+        cohort: Option<&str>,
+        cursor: Option<&str>,
+        limit: u32,
+    ) -> Result<Page<DeviceRecord>> {
+        let limit = limit.clamp(1, 1000);
+        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new("SELECT * FROM devices WHERE 1 = 1");
+        if let Some(c) = cohort {
+            q.push(" AND cohort = ").push_bind(c.to_string());
+        }
+        if let Some(c) = cursor {
+            q.push(" AND id > ").push_bind(decode(c)?);
+        }
+        q.push(" ORDER BY id LIMIT ").push_bind(i64::from(limit) + 1);
+        let mut items: Vec<DeviceRecord> = q.build_query_as().fetch_all(self.pool()).await?;
+        let next_cursor = (items.len() > limit as usize).then(|| {
+            items.truncate(limit as usize);
+            encode(&items.last().expect("limit ≥ 1").id)
+        });
+        Ok(Page { items, next_cursor })
+    }
+
+    /// One device.
+    pub async fn device(&self, id: &str) -> Result<DeviceRecord> {
+        sqlx::query_as("SELECT * FROM devices WHERE id = ?")
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await?
+            .ok_or(StoreError::NotFound { what: "device", id: id.to_string() })
+    }
+
+    /// The device's latest samples, newest first.
+    pub async fn recent_telemetry(&self, id: &str, limit: u32) -> Result<Vec<TelemetryRecord>> {
+        Ok(sqlx::query_as("SELECT ts, metrics FROM telemetry WHERE device_id = ? ORDER BY ts DESC LIMIT ?")
+            .bind(id)
+            .bind(i64::from(limit.clamp(1, 10_000)))
+            .fetch_all(self.pool())
+            .await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn device_cursors_round_trip() {
+        for id in ["dev-00001", "scanner/ä", ""] {
+            assert_eq!(decode(&encode(id)).unwrap(), id);
+        }
+        for bad in ["x00", "d0", "dzz", "dff"] {
+            assert!(decode(bad).is_err(), "{bad}");
+        }
+    }
+}
