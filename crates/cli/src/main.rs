@@ -57,6 +57,8 @@ enum Command {
     Simulate(commands::simulate::SimulateArgs),
     /// Per-series detection on a labelled time series (NAB format): windows found, false alarms.
     EvaluateStream(commands::evaluate_stream::EvaluateStreamArgs),
+    /// Start the server with a simulated fleet streaming live faults (try this first).
+    Demo(commands::demo::DemoArgs),
     /// Serve the HTTP API (health probes, anomalies) on the configured database.
     Serve(commands::serve::ServeArgs),
     /// Create the database or apply pending schema migrations.
@@ -85,6 +87,7 @@ fn main() -> ExitCode {
         Command::Simulate(a) => commands::simulate::run(a),
         Command::Migrate(a) => commands::migrate::run(a),
         Command::Serve(a) => commands::serve::run(a),
+        Command::Demo(a) => commands::demo::run(a),
         Command::EvaluateStream(a) => commands::evaluate_stream::run(a),
         Command::Bench(a) => commands::bench::run(a),
         Command::BenchFleet(a) => commands::bench_fleet::run(a),

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use anomalyd_engine::fleet::json::{Interner, sample_from_json};
-use anomalyd_engine::fleet::{DeviceState, FeatureRow, FleetBundle};
+use anomalyd_engine::fleet::{DeviceState, FeatureRow, FleetBundle, Sample};
 use anomalyd_store::{IngestBatch, NewAnomaly, TelemetryRow};
 use axum::Json;
 use axum::body::Bytes;
@@ -86,16 +86,7 @@ pub async fn ingest(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let body = body.map_err(|e| {
-        if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::too_large(format!(
-                "the body exceeds {} bytes; send smaller batches",
-                crate::MAX_BODY_BYTES
-            ))
-        } else {
-            ApiError::bad_body(e.body_text())
-        }
-    })?;
+    let body = body.map_err(|e| ApiError::body_rejection(e.status(), e.body_text()))?;
     let values = parse_body(&headers, &body)?;
     let mut interner = Interner::default();
     let mut samples = Vec::with_capacity(values.len());
@@ -107,6 +98,12 @@ pub async fn ingest(
         })?;
         samples.push(s);
     }
+    Ok(Json(ingest_samples(&state, samples).await?))
+}
+
+/// The pipeline behind `POST /api/v1/telemetry` for already validated samples (also used by
+/// `anomalyd demo` to feed its simulated fleet): features, rules, scoring, one transaction.
+pub async fn ingest_samples(state: &AppState, samples: Vec<Sample>) -> Result<Value, ApiError> {
     let mut batch = IngestBatch::default();
     let mut refused = Vec::new();
     {
@@ -165,10 +162,10 @@ pub async fn ingest(
         }
     }
     let outcome = state.store.ingest(&batch, now_ms()).await?;
-    Ok(Json(json!({
+    Ok(json!({
         "accepted": outcome.inserted,
         "duplicates": outcome.duplicates,
         "anomalies": outcome.anomalies,
         "refused": refused,
-    })))
+    }))
 }
