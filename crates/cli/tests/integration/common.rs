@@ -81,3 +81,30 @@ pub fn scores(csv: &str) -> Vec<f32> {
     assert!(lines.next().unwrap().starts_with("anomaly_score,is_anomaly,grade,severity"));
     lines.map(|l| l.split(',').next().unwrap().parse().unwrap()).collect()
 }
+
+/// A free loopback address for a server started as a child process.
+pub fn free_address() -> String {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    format!("127.0.0.1:{port}")
+}
+
+/// One plain HTTP/1.1 GET; `None` while nothing listens yet.
+pub fn http_get(address: &str, path: &str) -> Option<String> {
+    use std::io::{Read, Write as _};
+    let mut s = std::net::TcpStream::connect(address).ok()?;
+    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").ok()?;
+    let mut body = String::new();
+    s.read_to_string(&mut body).ok()?;
+    Some(body)
+}
+
+/// Sends `signal` to a child and returns its exit code and everything it wrote to stderr.
+pub fn stop(mut child: std::process::Child, signal: &str) -> (Option<i32>, String) {
+    use std::io::Read;
+    let pid = child.id().to_string();
+    assert!(Command::new("kill").args([signal, &pid]).status().unwrap().success());
+    let status = child.wait().unwrap();
+    let mut err = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    (status.code(), err)
+}

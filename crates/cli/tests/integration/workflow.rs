@@ -143,57 +143,40 @@ fn migrate_creates_the_database_and_is_idempotent() {
 
 #[test]
 fn serve_answers_and_stops_cleanly_on_sigterm() {
-    use std::io::{Read, Write};
     let dir = tempfile::tempdir().unwrap();
-    // Find a free port, then hand it to the server.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let listen = format!("127.0.0.1:{port}");
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_anomalyd"))
+    let listen = free_address();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_anomalyd"))
         .args(["serve", "--listen", &listen, "--data-dir", dir.path().to_str().unwrap()])
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     let mut body = String::new();
     for _ in 0..100 {
-        if let Ok(mut s) = std::net::TcpStream::connect(&listen) {
-            s.write_all(b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
-            s.read_to_string(&mut body).unwrap();
+        if let Some(b) = http_get(&listen, "/readyz") {
+            body = b;
             break;
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     assert!(body.starts_with("HTTP/1.1 200") && body.contains("\"ready\""), "{body}");
-    let pid = child.id().to_string();
-    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
-    let status = child.wait().unwrap();
-    assert_eq!(status.code(), Some(0));
-    let mut err = String::new();
-    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    let (code, err) = stop(child, "-TERM");
+    assert_eq!(code, Some(0));
     assert!(err.contains("listening on") && err.contains("stopped"), "{err}");
 }
 
 #[test]
 fn demo_serves_anomalies_from_a_streaming_simulated_fleet() {
-    use std::io::{Read, Write};
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let listen = format!("127.0.0.1:{port}");
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_anomalyd"))
+    let listen = free_address();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_anomalyd"))
         .args(["demo", "--listen", &listen, "--data-dir", dir.path().to_str().unwrap()])
         .args(["--devices", "60", "--history", "100", "--live", "20", "--tick-ms", "50"])
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let fetch = |path: &str| -> Option<String> {
-        let mut s = std::net::TcpStream::connect(&listen).ok()?;
-        write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").ok()?;
-        let mut body = String::new();
-        s.read_to_string(&mut body).ok()?;
-        Some(body)
-    };
     let mut anomalies = String::new();
     for _ in 0..300 {
-        if let Some(body) = fetch("/api/v1/anomalies?limit=1") {
+        if let Some(body) = http_get(&listen, "/api/v1/anomalies?limit=1") {
             if body.contains("\"device_id\"") {
                 anomalies = body;
                 break;
@@ -201,12 +184,8 @@ fn demo_serves_anomalies_from_a_streaming_simulated_fleet() {
         }
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
-    let pid = child.id().to_string();
-    std::process::Command::new("kill").args(["-INT", &pid]).status().unwrap();
-    let status = child.wait().unwrap();
-    let mut err = String::new();
-    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    let (code, err) = stop(child, "-INT");
     assert!(anomalies.contains("\"detectors\""), "no anomaly served within 30 s\n{err}");
     assert!(err.contains("anomalyd demo is running: http://"), "{err}");
-    assert_eq!(status.code(), Some(0), "{err}");
+    assert_eq!(code, Some(0), "{err}");
 }
