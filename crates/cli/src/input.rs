@@ -210,10 +210,18 @@ pub(crate) fn resolve(
     Ok((features, label))
 }
 
+/// True for a cell that means "no value": empty, `NA`, `nan` (any case) or `null`.
+pub(crate) fn is_missing(trimmed: &str) -> bool {
+    trimmed.is_empty()
+        || trimmed.eq_ignore_ascii_case("nan")
+        || trimmed.eq_ignore_ascii_case("na")
+        || trimmed == "null"
+}
+
 /// Parses one numeric cell. Empty, `NA`, `nan` and `null` are missing (NaN); ±inf and text are errors.
 pub(crate) fn parse_number(cell: &str, file: &str, row: usize, column: &str) -> anyhow::Result<f32> {
     let t = cell.trim();
-    if t.is_empty() || t.eq_ignore_ascii_case("nan") || t.eq_ignore_ascii_case("na") || t == "null" {
+    if is_missing(t) {
         return Ok(f32::NAN);
     }
     match t.parse::<f64>() {

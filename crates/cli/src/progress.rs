@@ -8,34 +8,24 @@ fn visible() -> bool {
     std::io::stderr().is_terminal() && std::env::var_os("ANOMALYD_NO_PROGRESS").is_none()
 }
 
-/// A bar counting bytes read, for file input.
-pub fn bytes(total: u64, msg: &str) -> ProgressBar {
+fn bar(total: u64, template: &'static str, msg: &str) -> ProgressBar {
     if !visible() {
         return ProgressBar::hidden();
     }
     let bar = ProgressBar::new(total);
-    bar.set_style(
-        ProgressStyle::with_template("{msg:20} [{bar:30}] {bytes}/{total_bytes} ({bytes_per_sec}, {eta})")
-            .expect("static template")
-            .progress_chars("=> "),
-    );
+    bar.set_style(ProgressStyle::with_template(template).expect("static template").progress_chars("=> "));
     bar.set_message(msg.to_string());
     bar
 }
 
+/// A bar counting bytes read, for file input.
+pub fn bytes(total: u64, msg: &str) -> ProgressBar {
+    bar(total, "{msg:20} [{bar:30}] {bytes}/{total_bytes} ({bytes_per_sec}, {eta})", msg)
+}
+
 /// A bar counting steps (seeds, batches).
 pub fn steps(total: u64, msg: &str) -> ProgressBar {
-    if !visible() {
-        return ProgressBar::hidden();
-    }
-    let bar = ProgressBar::new(total);
-    bar.set_style(
-        ProgressStyle::with_template("{msg:20} [{bar:30}] {pos}/{len} ({elapsed})")
-            .expect("static template")
-            .progress_chars("=> "),
-    );
-    bar.set_message(msg.to_string());
-    bar
+    bar(total, "{msg:20} [{bar:30}] {pos}/{len} ({elapsed})", msg)
 }
 
 /// A spinner for work of unknown length.

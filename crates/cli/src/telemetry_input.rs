@@ -12,7 +12,7 @@ pub(crate) use anomalyd_engine::fleet::json::Interner;
 use anomalyd_engine::fleet::json::sample_from_json;
 use anomalyd_engine::fleet::{MetricLayout, Sample, Timestamp};
 
-use crate::input::{InputError, InputFormat, open};
+use crate::input::{InputError, InputFormat, is_missing, open};
 
 fn err<T>(msg: String) -> anyhow::Result<T> {
     Err(InputError(msg).into())
@@ -101,7 +101,7 @@ impl Columns {
         let mut metrics = Vec::with_capacity(self.metrics.len());
         for (i, name) in &self.metrics {
             let t = cell(*i).unwrap_or_default().trim();
-            if t.is_empty() || t.eq_ignore_ascii_case("nan") || t.eq_ignore_ascii_case("na") || t == "null" {
+            if is_missing(t) {
                 metrics.push(f64::NAN);
                 continue;
             }
