@@ -4,6 +4,7 @@
 //! algorithms live in `anomalyd-engine`.
 
 mod commands;
+mod config;
 mod input;
 mod output;
 mod parquet_input;
@@ -61,6 +62,8 @@ enum Command {
     Demo(commands::demo::DemoArgs),
     /// Serve the HTTP API (health probes, anomalies) on the configured database.
     Serve(commands::serve::ServeArgs),
+    /// Show the merged server settings (`config show`).
+    Config(commands::config_show::ConfigArgs),
     /// Create the database or apply pending schema migrations.
     Migrate(commands::migrate::MigrateArgs),
     /// Show a model's parameters, features and size.
@@ -86,6 +89,7 @@ fn main() -> ExitCode {
         Command::Inspect(a) => commands::inspect::run(a),
         Command::Simulate(a) => commands::simulate::run(a),
         Command::Migrate(a) => commands::migrate::run(a),
+        Command::Config(a) => commands::config_show::run(a),
         Command::Serve(a) => commands::serve::run(a),
         Command::Demo(a) => commands::demo::run(a),
         Command::EvaluateStream(a) => commands::evaluate_stream::run(a),

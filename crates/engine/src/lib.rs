@@ -31,6 +31,7 @@
 //! * Explanations and calibration: see [`explain`] and [`calibrate`].
 
 pub mod calibrate;
+pub mod enrichment;
 pub mod error;
 pub mod explain;
 pub mod fleet;

@@ -48,7 +48,8 @@ pub async fn list(
     ))
 }
 
-/// `GET /api/v1/devices/{id}`: the device, its latest 48 samples and latest 20 anomalies.
+/// `GET /api/v1/devices/{id}`: the device, its current features (computed by the running
+/// pipeline), its latest 48 samples and latest 20 anomalies.
 pub async fn detail(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
     let device = state.store.device(&id).await?;
     let recent: Vec<Value> = state
@@ -68,6 +69,20 @@ pub async fn detail(State(state): State<AppState>, Path(id): Path<String>) -> Re
         .map(AnomalyView::from)
         .collect();
     let mut body = view(&device);
+    body["current_features"] = match (state.pipeline.current_features(&device.id), state.pipeline.bundle()) {
+        (Some(cur), Some(active)) if cur.version == active.version => {
+            let values: serde_json::Map<String, Value> = active
+                .bundle
+                .config
+                .features
+                .iter()
+                .zip(&cur.values)
+                .map(|(f, v)| (f.name.clone(), if v.is_finite() { json!(v) } else { Value::Null }))
+                .collect();
+            json!({"ts": Timestamp(cur.ts).to_rfc3339(), "model_version": cur.version, "values": values})
+        }
+        _ => Value::Null,
+    };
     body["recent_metrics"] = Value::Array(recent);
     body["anomalies"] = serde_json::to_value(anomalies).unwrap_or(Value::Null);
     Ok(Json(body))

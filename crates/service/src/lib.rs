@@ -4,34 +4,99 @@
 //! mapping to RFC 9457 problem+json ([`error::ApiError`]).
 
 mod anomalies;
+mod dashboard;
 mod devices;
 pub mod error;
 mod health;
+mod incidents;
 pub mod ingest;
+mod insights;
+pub mod models;
+pub mod pipeline;
+mod score;
+pub mod system;
+pub mod telemetry_metrics;
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
-use std::sync::Arc;
-
+use anomalyd_engine::fleet::{FleetBundle, FleetConfig};
 use anomalyd_store::Store;
 use axum::Router;
 use axum::routing::{get, post};
 use tower_http::timeout::TimeoutLayer;
+
+use crate::pipeline::{ActiveBundle, Pipeline, PipelineSettings};
+
+/// The fleet configuration used when none is given: the one documented in
+/// `config/fleet.toml`.
+pub const DEFAULT_FLEET_CONFIG: &str = include_str!("../../../config/fleet.toml");
+
+/// Settings of the service.
+#[derive(Debug, Clone)]
+pub struct ServiceSettings {
+    /// Ingest queue, batching and dedup.
+    pub pipeline: PipelineSettings,
+    /// Features, rules and model settings used when training from stored telemetry.
+    pub fleet_config: FleetConfig,
+}
+
+impl Default for ServiceSettings {
+    fn default() -> Self {
+        Self {
+            pipeline: PipelineSettings::default(),
+            fleet_config: FleetConfig::from_toml(DEFAULT_FLEET_CONFIG)
+                .expect("the shipped configuration is valid"),
+        }
+    }
+}
 
 /// Shared state of the handlers.
 #[derive(Clone)]
 pub struct AppState {
     /// The database.
     pub store: Store,
-    /// Per-device streaming state and the active bundle.
-    pub pipeline: Arc<ingest::Pipeline>,
+    /// Ingest queue, worker and the active bundle.
+    pub pipeline: Arc<Pipeline>,
+    /// Background model training.
+    pub training: Arc<models::Training>,
+    /// Settings.
+    pub settings: Arc<ServiceSettings>,
+    /// CPU, memory and ingest rate, measured in the background.
+    pub system: Arc<system::SystemMonitor>,
 }
 
 impl AppState {
-    /// State over `store`, scoring with `bundle` when given.
-    pub fn new(store: Store, bundle: Option<anomalyd_engine::fleet::FleetBundle>) -> Self {
-        Self { store, pipeline: Arc::new(ingest::Pipeline::new(bundle)) }
+    /// State over `store` with default settings, scoring with `bundle` when given (labelled
+    /// version `file`). Starts the ingest worker, so it must run inside a tokio runtime.
+    pub fn new(store: Store, bundle: Option<FleetBundle>) -> Self {
+        let bundle = bundle.map(|bundle| ActiveBundle { bundle, version: "file".into(), model_id: None });
+        Self::with_settings(store, bundle, ServiceSettings::default())
+    }
+
+    /// State with explicit settings and bundle.
+    pub fn with_settings(store: Store, bundle: Option<ActiveBundle>, settings: ServiceSettings) -> Self {
+        telemetry_metrics::init();
+        let pipeline = Arc::new(Pipeline::start(store.clone(), bundle, settings.pipeline.clone()));
+        let system = Arc::new(system::SystemMonitor::default());
+        system.start(Arc::downgrade(&pipeline), Duration::from_secs(5));
+        Self {
+            store,
+            pipeline,
+            training: Arc::new(models::Training::default()),
+            settings: Arc::new(settings),
+            system,
+        }
+    }
+
+    /// State scoring with the model the registry marks active (if any).
+    pub async fn from_registry(
+        store: Store,
+        settings: ServiceSettings,
+    ) -> Result<Self, anomalyd_store::StoreError> {
+        let bundle = models::load_active(&store).await?;
+        Ok(Self::with_settings(store, bundle, settings))
     }
 }
 
@@ -48,12 +113,24 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/devices", get(devices::list))
         .route("/api/v1/devices/{id}", get(devices::detail))
         .route("/api/v1/anomalies/{id}", get(anomalies::detail).patch(anomalies::update))
+        .route("/api/v1/incidents", get(incidents::list))
+        .route("/api/v1/incidents/{id}", get(incidents::detail).patch(incidents::update))
+        .route("/api/v1/score", post(score::score))
+        .route("/api/v1/dashboard/stats", get(dashboard::stats))
+        .route("/api/v1/dashboard/trends", get(dashboard::trends))
+        .route("/api/v1/insights/correlations", get(insights::correlations))
+        .route("/api/v1/models", get(models::list))
+        .route("/api/v1/models/train", post(models::train))
+        .route("/api/v1/models/train/{job}", get(models::job))
+        .route("/api/v1/models/{id}/activate", post(models::activate))
+        .route("/metrics", get(telemetry_metrics::render))
         // Enforced by the body extractors, whose rejection the handlers turn into problem+json.
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(TimeoutLayer::with_status_code(
             axum::http::StatusCode::REQUEST_TIMEOUT,
             Duration::from_secs(30),
         ))
+        .layer(axum::middleware::from_fn(telemetry_metrics::track))
         .with_state(state)
 }
 

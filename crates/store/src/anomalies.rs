@@ -75,6 +75,10 @@ pub struct NewAnomaly {
     pub features: serde_json::Value,
     /// Explanation (JSON array).
     pub explanation: serde_json::Value,
+    /// What makes two anomalies "the same problem": top features and detectors, as text.
+    pub signature: String,
+    /// Metrics whose raw samples go into a new incident's evidence.
+    pub evidence_metrics: Vec<String>,
 }
 
 /// A stored anomaly.

@@ -1,7 +1,16 @@
-//! Durable batch writes: telemetry, devices and anomalies in one transaction.
+//! Durable batch writes: telemetry, devices, anomalies and incident updates in one
+//! transaction.
+
+use std::collections::HashMap;
+
+use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 
 use crate::anomalies::{NewAnomaly, insert_anomaly};
+use crate::incidents::{DedupPolicy, attach_to_incident};
 use crate::{Result, Store};
+
+/// Telemetry rows per INSERT statement (3 parameters each, well under SQLite's limit).
+const ROWS_PER_STATEMENT: usize = 300;
 
 /// One telemetry sample as stored.
 #[derive(Debug, Clone, PartialEq)]
@@ -23,61 +32,140 @@ pub struct TelemetryRow {
 pub struct IngestBatch {
     /// Samples.
     pub telemetry: Vec<TelemetryRow>,
+    /// How the telemetry splits into the requests it came from: consecutive runs of these
+    /// lengths (empty: one request). Outcomes are reported per request.
+    pub requests: Vec<usize>,
     /// Anomalies found (each tied to one sample by device and time, possibly a sample of an
     /// earlier batch that the pipeline held back for re-ordering).
     pub anomalies: Vec<NewAnomaly>,
+    /// How anomalies group into incidents.
+    pub dedup: DedupPolicy,
 }
 
 /// What a committed batch changed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct IngestOutcome {
     /// Samples newly stored.
     pub inserted: u64,
     /// Samples already stored (a retried batch): skipped, not duplicated.
     pub duplicates: u64,
+    /// (inserted, duplicates) for each request of [`IngestBatch::requests`].
+    pub per_request: Vec<(u64, u64)>,
     /// Anomalies stored.
     pub anomalies: u64,
+    /// Incidents opened by this batch (ids).
+    pub incidents_opened: Vec<i64>,
+    /// Anomalies that joined an incident already open.
+    pub anomalies_deduplicated: u64,
+}
+
+/// A device's rows in a batch, merged into one upsert.
+struct DeviceUpdate<'a> {
+    id: &'a str,
+    cohort: Option<&'a str>,
+    labels: String,
+    first: i64,
+    last: i64,
+}
+
+fn merge_devices(rows: &[TelemetryRow]) -> Vec<DeviceUpdate<'_>> {
+    let mut index: HashMap<&str, usize> = HashMap::new();
+    let mut out: Vec<DeviceUpdate<'_>> = Vec::new();
+    for t in rows {
+        let labels_given = t.labels.as_object().is_some_and(|m| !m.is_empty());
+        match index.get(t.device_id.as_str()) {
+            Some(&k) => {
+                let d = &mut out[k];
+                d.first = d.first.min(t.ts);
+                d.last = d.last.max(t.ts);
+                if t.cohort.is_some() {
+                    d.cohort = t.cohort.as_deref();
+                }
+                if labels_given {
+                    d.labels = t.labels.to_string();
+                }
+            }
+            None => {
+                index.insert(&t.device_id, out.len());
+                out.push(DeviceUpdate {
+                    id: &t.device_id,
+                    cohort: t.cohort.as_deref(),
+                    labels: if labels_given { t.labels.to_string() } else { "{}".to_string() },
+                    first: t.ts,
+                    last: t.ts,
+                });
+            }
+        }
+    }
+    out
+}
+
+/// Inserts `rows`, skipping (device, ts) pairs already stored; returns how many were new.
+async fn insert_telemetry(conn: &mut SqliteConnection, rows: &[TelemetryRow]) -> Result<u64> {
+    let mut inserted = 0;
+    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+        let mut q: QueryBuilder<Sqlite> =
+            QueryBuilder::new("INSERT OR IGNORE INTO telemetry (device_id, ts, metrics) ");
+        q.push_values(chunk, |mut b, t| {
+            b.push_bind(t.device_id.as_str()).push_bind(t.ts).push_bind(t.metrics.to_string());
+        });
+        inserted += q.build().execute(&mut *conn).await?.rows_affected();
+    }
+    Ok(inserted)
+}
+
+async fn upsert_devices(conn: &mut SqliteConnection, rows: &[TelemetryRow]) -> Result<()> {
+    let devices = merge_devices(rows);
+    for chunk in devices.chunks(ROWS_PER_STATEMENT / 2) {
+        let mut q: QueryBuilder<Sqlite> =
+            QueryBuilder::new("INSERT INTO devices (id, cohort, labels, first_seen, last_seen) ");
+        q.push_values(chunk, |mut b, d| {
+            b.push_bind(d.id)
+                .push_bind(d.cohort)
+                .push_bind(d.labels.as_str())
+                .push_bind(d.first)
+                .push_bind(d.last);
+        });
+        q.push(
+            " ON CONFLICT (id) DO UPDATE SET
+               cohort = COALESCE(excluded.cohort, devices.cohort),
+               labels = CASE WHEN excluded.labels = '{}' THEN devices.labels ELSE excluded.labels END,
+               first_seen = MIN(devices.first_seen, excluded.first_seen),
+               last_seen = MAX(devices.last_seen, excluded.last_seen)",
+        );
+        q.build().execute(&mut *conn).await?;
+    }
+    Ok(())
 }
 
 impl Store {
     /// Writes a batch in one transaction; when this returns `Ok` the batch is durable.
     /// Idempotent on (device, time): samples already stored are skipped, and a sample never
-    /// gets a second anomaly, so a retried batch stores nothing twice.
+    /// gets a second anomaly, so a retried batch stores nothing twice. Each new anomaly
+    /// joins the open incident with its signature, or opens one with an evidence snapshot.
     pub async fn ingest(&self, batch: &IngestBatch, now_ms: i64) -> Result<IngestOutcome> {
         let mut tx = self.pool().begin().await?;
         let mut out = IngestOutcome::default();
-        for t in &batch.telemetry {
-            let done =
-                sqlx::query("INSERT OR IGNORE INTO telemetry (device_id, ts, metrics) VALUES (?, ?, ?)")
-                    .bind(&t.device_id)
-                    .bind(t.ts)
-                    .bind(t.metrics.to_string())
-                    .execute(&mut *tx)
-                    .await?;
-            if done.rows_affected() == 1 {
-                out.inserted += 1;
-            } else {
-                out.duplicates += 1;
-            }
-            sqlx::query(
-                "INSERT INTO devices (id, cohort, labels, first_seen, last_seen) VALUES (?, ?, ?, ?, ?)
-                 ON CONFLICT (id) DO UPDATE SET
-                   cohort = COALESCE(excluded.cohort, devices.cohort),
-                   labels = CASE WHEN excluded.labels = '{}' THEN devices.labels ELSE excluded.labels END,
-                   first_seen = MIN(devices.first_seen, excluded.first_seen),
-                   last_seen = MAX(devices.last_seen, excluded.last_seen)",
-            )
-            .bind(&t.device_id)
-            .bind(&t.cohort)
-            .bind(t.labels.to_string())
-            .bind(t.ts)
-            .bind(t.ts)
-            .execute(&mut *tx)
-            .await?;
+        let whole = [batch.telemetry.len()];
+        let requests = if batch.requests.is_empty() { &whole[..] } else { &batch.requests[..] };
+        let mut start = 0;
+        for &len in requests {
+            let end = (start + len).min(batch.telemetry.len());
+            let rows = &batch.telemetry[start..end];
+            let inserted = insert_telemetry(&mut tx, rows).await?;
+            let duplicates = rows.len() as u64 - inserted;
+            out.per_request.push((inserted, duplicates));
+            out.inserted += inserted;
+            out.duplicates += duplicates;
+            start = end;
         }
+        upsert_devices(&mut tx, &batch.telemetry).await?;
         for a in &batch.anomalies {
-            if insert_anomaly(&mut tx, a, now_ms).await?.is_some() {
-                out.anomalies += 1;
+            let Some(id) = insert_anomaly(&mut tx, a, now_ms).await? else { continue };
+            out.anomalies += 1;
+            match attach_to_incident(&mut tx, id, a, &batch.dedup).await? {
+                (incident, true) => out.incidents_opened.push(incident),
+                (_, false) => out.anomalies_deduplicated += 1,
             }
         }
         tx.commit().await?;

@@ -11,7 +11,10 @@ mod anomalies;
 mod cursor;
 mod devices;
 mod error;
+mod incidents;
 mod ingest;
+mod insights;
+mod models;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -24,7 +27,10 @@ pub use anomalies::{AnomalyFilter, AnomalyRecord, AnomalySort, AnomalyStatus, Ne
 pub use cursor::Cursor;
 pub use devices::{DeviceRecord, TelemetryRecord};
 pub use error::StoreError;
+pub use incidents::{DedupPolicy, IncidentFilter, IncidentRecord, incident_key};
 pub use ingest::{IngestBatch, IngestOutcome, TelemetryRow};
+pub use insights::{AttributeCorrelation, DashboardStats, TrendBucket};
+pub use models::{ModelRecord, NewModel, TrainingRow};
 /// The driver's error type, for callers that classify database failures.
 pub use sqlx::Error as SqlxError;
 

@@ -5,15 +5,14 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anomalyd_engine::fleet::{FleetBundle, FleetConfig, SimParams, Timestamp, extract_all, simulate};
+use anomalyd_engine::fleet::{SimParams, Timestamp, simulate};
+use anomalyd_service::error::ApiError;
 use anomalyd_service::ingest::ingest_samples;
-use anomalyd_service::{AppState, serve};
+use anomalyd_service::models::{TrainRequest, start_training};
+use anomalyd_service::{AppState, ServiceSettings, serve};
 use anomalyd_store::{Store, StoreOptions};
 
 use crate::input::InputError;
-
-/// The demo's feature configuration (the one documented in `config/fleet.toml`).
-const DEMO_CONFIG: &str = include_str!("../../../../config/fleet.toml");
 
 /// Arguments of `anomalyd demo`.
 #[derive(Debug, clap::Args)]
@@ -44,7 +43,6 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.data_dir)
         .map_err(|e| InputError(format!("{}: cannot create data directory: {e}", args.data_dir.display())))?;
     let url = format!("sqlite://{}", args.data_dir.join("anomalyd.db").display());
-    let config = FleetConfig::from_toml(DEMO_CONFIG).expect("the shipped configuration is valid");
     let sim = SimParams {
         devices: args.devices,
         samples: args.history + args.live,
@@ -55,22 +53,38 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
     let (samples, episodes) = simulate(&sim);
     let split = Timestamp(sim.start_ms + args.history as i64 * sim.interval_secs * 1000);
     let (history, live): (Vec<_>, Vec<_>) = samples.into_iter().partition(|s| s.ts < split);
-    let (table, _) = extract_all(&config, history.clone());
-    let bundle = FleetBundle::train(config, &table)?;
     eprintln!(
-        "demo: trained global + {} cohort models on {} rows; {} faults will happen",
-        bundle.cohorts.len(),
-        table.len(),
+        "demo: {} faults will happen while streaming",
         episodes.iter().filter(|e| e.start >= split).count()
     );
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async {
         let store =
             Store::open(&url, &StoreOptions::default()).await.map_err(|e| anyhow::anyhow!("{url}: {e}"))?;
-        let state = AppState::new(store.clone(), Some(bundle));
-        // The history goes in first (its anomalies too), so the API is populated at once.
+        let state = AppState::with_settings(store.clone(), None, ServiceSettings::default());
+        let fail = |e: ApiError| anyhow::anyhow!("{}", e.detail);
+        // History first, stored without a model; then a model trained from it through the
+        // same path as POST /api/v1/models/train, activated; then the history again, which
+        // stores nothing twice but warms every device's windows and scores the past.
         for chunk in history.chunks(5_000) {
-            ingest_samples(&state, chunk.to_vec()).await.map_err(|e| anyhow::anyhow!("{}", e.detail))?;
+            ingest_samples(&state, chunk.to_vec()).await.map_err(fail)?;
+        }
+        let job = start_training(
+            &state,
+            TrainRequest { from: i64::MIN, to: i64::MAX, activate: true, version: Some("demo-1".into()) },
+        )
+        .map_err(fail)?;
+        let job = loop {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            match state.training.job(job.id) {
+                Some(j) if j.phase == "failed" => anyhow::bail!("demo training failed: {:?}", j.error),
+                Some(j) if j.phase == "done" => break j,
+                _ => {}
+            }
+        };
+        eprintln!("demo: trained model {} on {} rows in {:.1} s", job.version, job.rows, job.elapsed_secs);
+        for chunk in history.chunks(5_000) {
+            ingest_samples(&state, chunk.to_vec()).await.map_err(fail)?;
         }
         let listener = tokio::net::TcpListener::bind(&args.listen)
             .await
@@ -78,7 +92,9 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
         let addr = listener.local_addr()?;
         eprintln!("\nanomalyd demo is running: http://{addr}");
         eprintln!("  anomalies:  curl -s 'http://{addr}/api/v1/anomalies?limit=5'");
-        eprintln!("  devices:    curl -s 'http://{addr}/api/v1/devices?limit=5'");
+        eprintln!("  incidents:  curl -s 'http://{addr}/api/v1/incidents?limit=5'");
+        eprintln!("  stats:      curl -s 'http://{addr}/api/v1/dashboard/stats'");
+        eprintln!("  API docs:   http://{addr}/docs");
         eprintln!("  streaming one simulated hour per {} ms; Ctrl-C stops\n", args.tick_ms);
         let feeder_state = state.clone();
         let tick = Duration::from_millis(args.tick_ms);

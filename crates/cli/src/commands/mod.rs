@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod bench_fleet;
+pub mod config_show;
 pub mod demo;
 pub mod evaluate;
 pub mod evaluate_stream;

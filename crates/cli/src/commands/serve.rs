@@ -1,28 +1,47 @@
 //! `anomalyd serve`: the HTTP API on the configured database.
 
+use anomalyd_service::pipeline::ActiveBundle;
 use anomalyd_service::{AppState, serve};
-use anomalyd_store::{Store, StoreOptions};
+use anomalyd_store::Store;
 
-use super::migrate::DatabaseArgs;
+use crate::config::{ServerFlags, load, process_env};
 use crate::input::InputError;
+
+/// Most samples one ingest request may carry (the queue must hold at least one).
+pub const MAX_REQUEST_SAMPLES: usize = anomalyd_service::ingest::MAX_BATCH;
 
 /// Arguments of `anomalyd serve`.
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
-    /// Address to listen on.
-    #[arg(long, env = "ANOMALYD_LISTEN", default_value = "127.0.0.1:8080")]
-    listen: String,
     #[command(flatten)]
-    db: DatabaseArgs,
+    flags: ServerFlags,
     /// Fleet bundle (from `anomalyd train --telemetry`) that scores ingested telemetry;
-    /// without one, telemetry is stored but not scored.
+    /// without one, the model the registry marks active scores it (if there is one).
     #[arg(long)]
     model: Option<std::path::PathBuf>,
 }
 
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
 /// Runs `anomalyd serve` until Ctrl-C or SIGTERM.
 pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
-    let url = args.db.url()?;
+    let (settings, _) = load(&args.flags, &process_env())?;
+    let url = settings.database_url()?;
+    let service = settings.service()?;
     let bundle = match &args.model {
         None => None,
         Some(p) => {
@@ -37,26 +56,24 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async {
         let store =
-            Store::open(&url, &StoreOptions::default()).await.map_err(|e| anyhow::anyhow!("{url}: {e}"))?;
-        let listener = tokio::net::TcpListener::bind(&args.listen)
+            Store::open(&url, &settings.store_options()).await.map_err(|e| anyhow::anyhow!("{url}: {e}"))?;
+        let listener = tokio::net::TcpListener::bind(&settings.listen)
             .await
-            .map_err(|e| InputError(format!("cannot listen on {}: {e}", args.listen)))?;
+            .map_err(|e| InputError(format!("cannot listen on {}: {e}", settings.listen)))?;
         eprintln!("anomalyd listening on http://{} (database {url})", listener.local_addr()?);
-        let shutdown = async {
-            let ctrl_c = tokio::signal::ctrl_c();
-            #[cfg(unix)]
-            {
-                let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                    .expect("SIGTERM handler");
-                tokio::select! {
-                    _ = ctrl_c => {}
-                    _ = term.recv() => {}
-                }
-            }
-            #[cfg(not(unix))]
-            let _ = ctrl_c.await;
+        let state = match bundle {
+            Some(bundle) => AppState::with_settings(
+                store.clone(),
+                Some(ActiveBundle { bundle, version: "file".into(), model_id: None }),
+                service,
+            ),
+            None => AppState::from_registry(store.clone(), service).await?,
         };
-        serve(listener, AppState::new(store.clone(), bundle), shutdown).await?;
+        match state.pipeline.bundle() {
+            Some(b) => eprintln!("scoring with model {}", b.version),
+            None => eprintln!("no active model: telemetry is stored, not scored (POST /api/v1/models/train)"),
+        }
+        serve(listener, state, shutdown_signal()).await?;
         store.close().await;
         eprintln!("anomalyd stopped");
         Ok(())

@@ -246,7 +246,8 @@ impl RuleSpec {
         }
     }
 
-    fn metric(&self) -> Option<&str> {
+    /// The metric the rule watches (none for a missing heartbeat).
+    pub fn metric(&self) -> Option<&str> {
         match self {
             RuleSpec::Threshold { metric, .. }
             | RuleSpec::RateOfChange { metric, .. }
@@ -376,6 +377,26 @@ impl fmt::Display for FeatureSpec {
 }
 
 impl FleetConfig {
+    /// Names of the raw metrics that feature `feature` is computed from (a derived feature
+    /// follows its operands), in config order without repeats.
+    pub fn feature_metrics(&self, feature: usize) -> Vec<&str> {
+        let mut seen = vec![false; self.metrics.len()];
+        let mut stack = vec![feature];
+        while let Some(f) = stack.pop() {
+            match self.features.get(f).map(|spec| spec.source) {
+                Some(FeatureSource::Rolling { metric, .. }) => seen[metric] = true,
+                Some(FeatureSource::Derived { left, right, .. }) => stack.extend([left, right]),
+                None => {}
+            }
+        }
+        self.metrics.iter().zip(seen).filter(|(_, s)| *s).map(|(m, _)| m.name.as_str()).collect()
+    }
+
+    /// Index of the feature named `name`.
+    pub fn feature_index(&self, name: &str) -> Option<usize> {
+        self.features.iter().position(|f| f.name == name)
+    }
+
     /// Parses and validates a TOML configuration.
     pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
         let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))?;

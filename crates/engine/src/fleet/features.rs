@@ -78,6 +78,11 @@ impl DeviceState {
         Ok(())
     }
 
+    /// Samples held back for re-ordering.
+    pub fn pending(&self) -> usize {
+        self.reorder.pending()
+    }
+
     /// Releases the samples still held for re-ordering (end of a file).
     pub fn flush(&mut self, cfg: &FleetConfig, out: &mut Vec<FeatureRow>) {
         let mut ready = Vec::new();

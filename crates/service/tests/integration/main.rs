@@ -35,6 +35,8 @@ async fn server(anomalies: i64) -> Server {
             model_version: Some("v1".into()),
             features: json!({"cpu.mean": i}),
             explanation: json!([{"feature": "cpu.mean", "weight": 1.0, "direction": "above"}]),
+            signature: "model|cpu".into(),
+            evidence_metrics: vec!["cpu".into()],
         });
     }
     store.ingest(&batch, 1_000).await.unwrap();

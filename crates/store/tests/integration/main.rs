@@ -35,6 +35,8 @@ fn batch(device: &str, from: i64, n: i64, anomalous_every: i64) -> IngestBatch {
                 model_version: Some("v1".into()),
                 features: json!({"cpu.mean": 1.0}),
                 explanation: json!([]),
+                signature: "model|cpu".into(),
+                evidence_metrics: vec!["cpu".into()],
             });
         }
     }

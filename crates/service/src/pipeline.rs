@@ -1,0 +1,447 @@
+//! The ingest pipeline: a bounded queue in front of one worker that owns every device's
+//! streaming state.
+//!
+//! Requests are admitted only while the queue has room for their samples (a semaphore
+//! counts queued samples, so memory is bounded whatever the request sizes); otherwise the
+//! caller gets 503 with `Retry-After`. The worker takes every request waiting, up to a batch
+//! limit, updates per-device features, scores the rows with the active bundle, writes the
+//! whole batch in one transaction and only then answers each request: an acknowledged
+//! sample is durable. One worker means one writer, which is what SQLite wants, and it keeps a
+//! device's windows in one place without locks.
+//!
+//! Samples held back by a device's re-order buffer are scored when the device sends again,
+//! or by the worker's timer once they have waited `flush_after`.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use anomalyd_engine::fleet::{DeviceState, FeatureRow, FleetBundle, FleetScore, Sample};
+use anomalyd_store::{DedupPolicy, IngestBatch, IngestOutcome, NewAnomaly, Store, TelemetryRow};
+use serde_json::{Value, json};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
+
+use crate::error::ApiError;
+use crate::now_ms;
+
+/// Tuning of the pipeline.
+#[derive(Debug, Clone)]
+pub struct PipelineSettings {
+    /// Most samples waiting in the queue.
+    pub queue_samples: usize,
+    /// Most samples the worker writes in one transaction.
+    pub batch_samples: usize,
+    /// Samples a device sends before the model may flag it (its windows are filling).
+    pub warmup: usize,
+    /// How long a held-back sample waits before the timer scores it.
+    pub flush_after: Duration,
+    /// Incident grouping.
+    pub dedup: DedupPolicy,
+}
+
+impl Default for PipelineSettings {
+    fn default() -> Self {
+        Self {
+            queue_samples: 100_000,
+            batch_samples: 20_000,
+            warmup: 24,
+            flush_after: Duration::from_secs(2),
+            dedup: DedupPolicy::default(),
+        }
+    }
+}
+
+/// The bundle that scores telemetry, with where it came from.
+pub struct ActiveBundle {
+    /// The bundle.
+    pub bundle: FleetBundle,
+    /// Version label (the model registry's, or `file` for one given on the command line).
+    pub version: String,
+    /// Id in the model registry, when it came from there.
+    pub model_id: Option<i64>,
+}
+
+/// A device's latest feature row, for the device page.
+#[derive(Debug, Clone)]
+pub struct CurrentFeatures {
+    /// Sample time, Unix ms.
+    pub ts: i64,
+    /// Values in the bundle's feature order.
+    pub values: Vec<f32>,
+    /// Bundle version that computed them.
+    pub version: String,
+}
+
+/// What one request's samples did.
+#[derive(Debug, Clone, Default)]
+pub struct IngestReply {
+    /// Samples newly stored.
+    pub accepted: u64,
+    /// Samples already stored.
+    pub duplicates: u64,
+    /// Anomalies found among the request's rows.
+    pub anomalies: u64,
+    /// Samples stored but not scored: (index in request, reason).
+    pub refused: Vec<(usize, String)>,
+}
+
+impl IngestReply {
+    /// The JSON body of `POST /api/v1/telemetry`.
+    pub fn to_json(&self) -> Value {
+        json!({
+            "accepted": self.accepted,
+            "duplicates": self.duplicates,
+            "anomalies": self.anomalies,
+            "refused": self.refused.iter().map(|(i, r)| json!({"index": i, "reason": r})).collect::<Vec<_>>(),
+        })
+    }
+}
+
+/// Counters read by `/metrics` and the dashboard.
+#[derive(Debug, Default)]
+pub struct PipelineCounters {
+    /// Samples stored.
+    pub samples_stored: AtomicU64,
+    /// Samples skipped as duplicates.
+    pub samples_duplicate: AtomicU64,
+    /// Requests refused because the queue was full.
+    pub rejected_full: AtomicU64,
+    /// Anomalies stored.
+    pub anomalies: AtomicU64,
+    /// Transactions committed.
+    pub batches: AtomicU64,
+}
+
+struct Job {
+    samples: Vec<Sample>,
+    _permit: OwnedSemaphorePermit,
+    reply: oneshot::Sender<Result<IngestReply, ApiError>>,
+}
+
+/// State shared by the handlers and the worker.
+struct Shared {
+    bundle: RwLock<Option<Arc<ActiveBundle>>>,
+    current: RwLock<HashMap<Arc<str>, CurrentFeatures>>,
+    counters: PipelineCounters,
+}
+
+/// Handle on the pipeline; cheap to share behind an `Arc`.
+pub struct Pipeline {
+    shared: Arc<Shared>,
+    queue: mpsc::UnboundedSender<Job>,
+    permits: Arc<Semaphore>,
+    settings: PipelineSettings,
+}
+
+impl Pipeline {
+    /// Starts the worker on the current tokio runtime.
+    pub fn start(store: Store, bundle: Option<ActiveBundle>, settings: PipelineSettings) -> Self {
+        let shared = Arc::new(Shared {
+            bundle: RwLock::new(bundle.map(Arc::new)),
+            current: RwLock::new(HashMap::new()),
+            counters: PipelineCounters::default(),
+        });
+        let (queue, rx) = mpsc::unbounded_channel();
+        let worker = Worker {
+            store,
+            shared: shared.clone(),
+            settings: settings.clone(),
+            devices: HashMap::new(),
+            states_of: None,
+        };
+        tokio::spawn(worker.run(rx));
+        Self { shared, queue, permits: Arc::new(Semaphore::new(settings.queue_samples)), settings }
+    }
+
+    /// Queues validated samples and waits until they are durable. Refuses at once with 503
+    /// when the queue has no room for them.
+    pub async fn submit(&self, samples: Vec<Sample>) -> Result<IngestReply, ApiError> {
+        if samples.is_empty() {
+            return Ok(IngestReply::default());
+        }
+        let n = u32::try_from(samples.len()).unwrap_or(u32::MAX);
+        let Ok(permit) = self.permits.clone().try_acquire_many_owned(n) else {
+            self.shared.counters.rejected_full.fetch_add(1, Ordering::Relaxed);
+            return Err(ApiError::unavailable(format!(
+                "the ingest queue is full ({} samples waiting); retry shortly",
+                self.queued()
+            )));
+        };
+        let (reply, answer) = oneshot::channel();
+        self.queue
+            .send(Job { samples, _permit: permit, reply })
+            .map_err(|_| ApiError::unavailable("the ingest pipeline is shutting down"))?;
+        answer.await.map_err(|_| ApiError::internal())?
+    }
+
+    /// Samples waiting in the queue.
+    pub fn queued(&self) -> usize {
+        self.settings.queue_samples - self.permits.available_permits()
+    }
+
+    /// Capacity of the queue in samples.
+    pub fn capacity(&self) -> usize {
+        self.settings.queue_samples
+    }
+
+    /// The bundle scoring telemetry now.
+    pub fn bundle(&self) -> Option<Arc<ActiveBundle>> {
+        self.shared.bundle.read().expect("bundle lock").clone()
+    }
+
+    /// Replaces the active bundle. Requests in flight finish with the bundle they started
+    /// with; the worker picks the new one up at its next batch.
+    pub fn set_bundle(&self, bundle: ActiveBundle) {
+        *self.shared.bundle.write().expect("bundle lock") = Some(Arc::new(bundle));
+    }
+
+    /// The device's latest features, if the worker has computed any.
+    pub fn current_features(&self, device: &str) -> Option<CurrentFeatures> {
+        self.shared.current.read().expect("features lock").get(device).cloned()
+    }
+
+    /// Counters.
+    pub fn counters(&self) -> &PipelineCounters {
+        &self.shared.counters
+    }
+}
+
+struct DeviceSlot {
+    state: DeviceState,
+    seen: usize,
+    last_push: Instant,
+}
+
+struct Worker {
+    store: Store,
+    shared: Arc<Shared>,
+    settings: PipelineSettings,
+    devices: HashMap<Arc<str>, DeviceSlot>,
+    /// The bundle the device states were built for: a bundle with another configuration
+    /// computes other features, so the states start over when it changes.
+    states_of: Option<Arc<ActiveBundle>>,
+}
+
+impl Worker {
+    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Job>) {
+        let mut tick = tokio::time::interval(self.settings.flush_after.max(Duration::from_millis(50)) / 2);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                job = rx.recv() => {
+                    let Some(job) = job else { break };
+                    let mut jobs = vec![job];
+                    let mut queued = jobs[0].samples.len();
+                    while queued < self.settings.batch_samples {
+                        match rx.try_recv() {
+                            Ok(j) => {
+                                queued += j.samples.len();
+                                jobs.push(j);
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                    self.process(jobs).await;
+                }
+                _ = tick.tick() => self.flush_stale().await,
+            }
+        }
+    }
+
+    fn active_bundle(&mut self) -> Option<Arc<ActiveBundle>> {
+        let bundle = self.shared.bundle.read().expect("bundle lock").clone();
+        let same_config = match (&bundle, &self.states_of) {
+            (Some(a), Some(b)) => a.bundle.config.source == b.bundle.config.source,
+            (None, None) => true,
+            _ => false,
+        };
+        if !same_config {
+            self.devices.clear();
+        }
+        self.states_of.clone_from(&bundle);
+        bundle
+    }
+
+    async fn process(&mut self, jobs: Vec<Job>) {
+        let bundle = self.active_bundle();
+        let mut batch = IngestBatch { dedup: self.settings.dedup, ..Default::default() };
+        let mut replies: Vec<IngestReply> = Vec::with_capacity(jobs.len());
+        let mut senders = Vec::with_capacity(jobs.len());
+        let now = Instant::now();
+        for job in jobs {
+            let mut reply = IngestReply::default();
+            batch.requests.push(job.samples.len());
+            for (i, s) in job.samples.into_iter().enumerate() {
+                batch.telemetry.push(TelemetryRow {
+                    device_id: s.device_id.to_string(),
+                    ts: s.ts.0,
+                    cohort: s.cohort.as_deref().map(str::to_string),
+                    labels: serde_json::to_value(&*s.labels).unwrap_or(Value::Null),
+                    metrics: Value::Object(s.metrics().map(|(k, v)| (k.to_string(), json!(v))).collect()),
+                });
+                let Some(active) = &bundle else { continue };
+                let slot = self.devices.entry(s.device_id.clone()).or_insert_with(|| DeviceSlot {
+                    state: DeviceState::new(&active.bundle.config),
+                    seen: 0,
+                    last_push: now,
+                });
+                slot.last_push = now;
+                let mut rows = Vec::new();
+                if let Err(reason) = slot.state.push(&active.bundle.config, s, &mut rows) {
+                    reply.refused.push((i, reason.to_string()));
+                }
+                reply.anomalies +=
+                    score_rows(active, slot, rows, self.settings.warmup, &self.shared, &mut batch.anomalies);
+            }
+            replies.push(reply);
+            senders.push((job.reply, job._permit));
+        }
+        crate::telemetry_metrics::record_inference("features+forest", batch.telemetry.len(), now.elapsed());
+        let result = self.store.ingest(&batch, now_ms()).await;
+        match result {
+            Ok(outcome) => {
+                self.count(&outcome);
+                for ((sender, permit), (mut reply, (ins, dup))) in
+                    senders.into_iter().zip(replies.into_iter().zip(outcome.per_request.iter().copied()))
+                {
+                    reply.accepted = ins;
+                    reply.duplicates = dup;
+                    drop(permit);
+                    let _ = sender.send(Ok(reply));
+                }
+                if let Some(first) = outcome.incidents_opened.first() {
+                    tracing::debug!(
+                        incident = first,
+                        opened = outcome.incidents_opened.len(),
+                        "incidents opened"
+                    );
+                }
+            }
+            Err(e) => {
+                let err = ApiError::from(e);
+                for (sender, _) in senders {
+                    let _ = sender.send(Err(err.clone()));
+                }
+            }
+        }
+    }
+
+    fn count(&self, o: &IngestOutcome) {
+        let c = &self.shared.counters;
+        c.samples_stored.fetch_add(o.inserted, Ordering::Relaxed);
+        c.samples_duplicate.fetch_add(o.duplicates, Ordering::Relaxed);
+        c.anomalies.fetch_add(o.anomalies, Ordering::Relaxed);
+        c.batches.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Scores samples that have waited in a re-order buffer longer than `flush_after`.
+    async fn flush_stale(&mut self) {
+        let Some(active) = self.active_bundle() else { return };
+        let mut anomalies = Vec::new();
+        for slot in self.devices.values_mut() {
+            if slot.state.pending() == 0 || slot.last_push.elapsed() < self.settings.flush_after {
+                continue;
+            }
+            let mut rows = Vec::new();
+            slot.state.flush(&active.bundle.config, &mut rows);
+            score_rows(&active, slot, rows, self.settings.warmup, &self.shared, &mut anomalies);
+        }
+        if anomalies.is_empty() {
+            return;
+        }
+        let batch = IngestBatch { anomalies, dedup: self.settings.dedup, ..Default::default() };
+        match self.store.ingest(&batch, now_ms()).await {
+            Ok(o) => self.count(&o),
+            Err(e) => tracing::error!(error = %e, "storing anomalies of held-back samples failed"),
+        }
+    }
+}
+
+/// Scores feature rows of one device; anomalies go to `out`. Returns how many.
+fn score_rows(
+    active: &ActiveBundle,
+    slot: &mut DeviceSlot,
+    rows: Vec<FeatureRow>,
+    warmup: usize,
+    shared: &Shared,
+    out: &mut Vec<NewAnomaly>,
+) -> u64 {
+    let mut found = 0;
+    let Some(last) = rows.last() else { return 0 };
+    shared.current.write().expect("features lock").insert(
+        last.device_id.clone(),
+        CurrentFeatures { ts: last.ts.0, values: last.values.clone(), version: active.version.clone() },
+    );
+    for row in rows {
+        slot.seen += 1;
+        let may_flag = slot.seen > warmup;
+        let cohort = row.cohort.as_deref();
+        // Most rows are normal: score them without explanation, explain only the anomalies.
+        let quick = active.bundle.score_one(cohort, &row.values, &row.rules_fired, may_flag, 0);
+        if quick.is_anomaly() {
+            let score = active.bundle.score_one(cohort, &row.values, &row.rules_fired, may_flag, 3);
+            out.push(new_anomaly(active, &row, &score));
+            found += 1;
+        }
+    }
+    found
+}
+
+/// The stored form of an anomaly, with the signature that groups it into incidents: the
+/// detectors that fired and the metrics behind the top two features of the explanation.
+pub fn new_anomaly(active: &ActiveBundle, row: &FeatureRow, score: &FleetScore) -> NewAnomaly {
+    let config = &active.bundle.config;
+    let features: serde_json::Map<String, Value> = config
+        .features
+        .iter()
+        .zip(&row.values)
+        .map(|(f, v)| (f.name.clone(), if v.is_finite() { json!(v) } else { Value::Null }))
+        .collect();
+    let explanation: Vec<Value> = score
+        .explanation
+        .iter()
+        .map(|e| {
+            json!({"feature": e.name, "weight": e.weight, "direction": e.direction.as_str(),
+                   "value": e.value, "normal_low": e.normal_low, "normal_high": e.normal_high})
+        })
+        .collect();
+    let metrics_of = |name: &str| -> Vec<String> {
+        config
+            .feature_index(name)
+            .map(|i| config.feature_metrics(i))
+            .unwrap_or_default()
+            .into_iter()
+            .map(str::to_string)
+            .collect()
+    };
+    let mut sig_metrics: Vec<String> =
+        score.explanation.iter().take(2).flat_map(|e| metrics_of(&e.name)).collect();
+    let mut evidence: Vec<String> = score.explanation.iter().flat_map(|e| metrics_of(&e.name)).collect();
+    for k in &row.rules_fired {
+        if let Some(m) = config.rules[*k].metric() {
+            sig_metrics.push(m.to_string());
+            evidence.push(m.to_string());
+        }
+    }
+    sig_metrics.sort();
+    sig_metrics.dedup();
+    evidence.sort();
+    evidence.dedup();
+    let mut detectors = score.detectors.clone();
+    detectors.sort();
+    NewAnomaly {
+        device_id: row.device_id.to_string(),
+        ts: row.ts.0,
+        cohort: row.cohort.as_deref().map(str::to_string),
+        anomaly_score: f64::from(score.anomaly_score),
+        grade: f64::from(score.grade),
+        severity: score.severity.as_str().to_string(),
+        detectors: score.detectors.clone(),
+        model_version: Some(format!("{}/{}", active.version, score.model)),
+        features: Value::Object(features),
+        explanation: Value::Array(explanation),
+        signature: format!("{}|{}", detectors.join("+"), sig_metrics.join(",")),
+        evidence_metrics: evidence,
+    }
+}
