@@ -389,7 +389,8 @@ fn score_rows(
 }
 
 /// The stored form of an anomaly, with the signature that groups it into incidents: the
-/// detectors that fired and the metrics behind the top two features of the explanation.
+/// rules that fired and their metrics, or the model and the metrics behind its top two
+/// features.
 pub fn new_anomaly(active: &ActiveBundle, row: &FeatureRow, score: &FleetScore) -> NewAnomaly {
     let config = &active.bundle.config;
     let features: serde_json::Map<String, Value> = config
@@ -415,21 +416,28 @@ pub fn new_anomaly(active: &ActiveBundle, row: &FeatureRow, score: &FleetScore) 
             .map(str::to_string)
             .collect()
     };
-    let mut sig_metrics: Vec<String> =
-        score.explanation.iter().take(2).flat_map(|e| metrics_of(&e.name)).collect();
+    // The evidence covers every metric behind the explanation and the rules.
     let mut evidence: Vec<String> = score.explanation.iter().flat_map(|e| metrics_of(&e.name)).collect();
-    for k in &row.rules_fired {
-        if let Some(m) = config.rules[*k].metric() {
-            sig_metrics.push(m.to_string());
-            evidence.push(m.to_string());
-        }
-    }
-    sig_metrics.sort();
-    sig_metrics.dedup();
+    let rule_metrics: Vec<String> =
+        row.rules_fired.iter().filter_map(|&k| config.rules[k].metric()).map(str::to_string).collect();
+    evidence.extend(rule_metrics.iter().cloned());
     evidence.sort();
     evidence.dedup();
-    let mut detectors = score.detectors.clone();
-    detectors.sort();
+    // The signature names the problem. A rule names it precisely, so when rules fired they
+    // and their metrics are the signature; otherwise it is the model with the metrics behind
+    // its top two features. (The model's ranking of features shifts from hour to hour while
+    // one fault goes on; folding it into a rule's signature would split one problem into
+    // several incidents.)
+    let mut rules: Vec<&str> = row.rules_fired.iter().map(|&k| config.rules[k].name()).collect();
+    let (mut names, mut metrics): (Vec<String>, Vec<String>) = if rules.is_empty() {
+        (vec!["model".into()], score.explanation.iter().take(2).flat_map(|e| metrics_of(&e.name)).collect())
+    } else {
+        rules.sort_unstable();
+        (rules.iter().map(|r| r.to_string()).collect(), rule_metrics)
+    };
+    names.dedup();
+    metrics.sort();
+    metrics.dedup();
     NewAnomaly {
         device_id: row.device_id.to_string(),
         ts: row.ts.0,
@@ -441,7 +449,7 @@ pub fn new_anomaly(active: &ActiveBundle, row: &FeatureRow, score: &FleetScore) 
         model_version: Some(format!("{}/{}", active.version, score.model)),
         features: Value::Object(features),
         explanation: Value::Array(explanation),
-        signature: format!("{}|{}", detectors.join("+"), sig_metrics.join(",")),
+        signature: format!("{}|{}", names.join("+"), metrics.join(",")),
         evidence_metrics: evidence,
     }
 }

@@ -58,6 +58,12 @@ impl Default for StoreOptions {
     }
 }
 
+/// Guard of [`Store::hold_write_lock`].
+#[doc(hidden)]
+pub struct WriteLock {
+    _tx: sqlx::Transaction<'static, sqlx::Sqlite>,
+}
+
 /// A handle on the database; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -107,6 +113,18 @@ impl Store {
     /// Closes the pool (waits for connections in use).
     pub async fn close(&self) {
         self.pool.close().await;
+    }
+
+    /// Takes the database's write lock and holds it until the guard is dropped (nothing is
+    /// written). For tests of what happens while another writer blocks the database.
+    #[doc(hidden)]
+    pub async fn hold_write_lock(&self) -> Result<WriteLock> {
+        let mut tx = self.pool.begin().await?;
+        // A write, rolled back on drop, is what takes SQLite's RESERVED lock.
+        sqlx::query("INSERT INTO counters (dim, value, n) VALUES ('write-lock', '', 0)")
+            .execute(&mut *tx)
+            .await?;
+        Ok(WriteLock { _tx: tx })
     }
 
     pub(crate) fn pool(&self) -> &SqlitePool {

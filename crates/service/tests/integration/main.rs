@@ -1,5 +1,8 @@
 //! The API over real HTTP: server in-process on port 0, a real SQLite file.
 
+mod dashboard;
+mod fleet;
+
 use anomalyd_service::{AppState, serve};
 use anomalyd_store::{IngestBatch, NewAnomaly, Store, StoreOptions, TelemetryRow};
 use serde_json::{Value, json};
