@@ -20,6 +20,7 @@ import datetime
 import importlib.metadata
 import json
 import os
+import re
 import pickle
 import platform
 import statistics
@@ -665,8 +666,15 @@ def main():
 def emit(report, path):
     sys.stdout.write(report)
     if path:
+        # Sections written by the other benchmarks (fleet_bench.py, load_bench.py) sit between
+        # "<!-- name:begin -->" and "<!-- name:end -->" markers; keep them.
+        kept = []
+        if os.path.exists(path):
+            old = open(path).read()
+            for m in re.finditer(r"<!-- ([a-z-]+):begin -->.*?<!-- \1:end -->\n?", old, re.S):
+                kept.append(m.group(0).rstrip("\n"))
         with open(path, "w") as f:
-            f.write(report)
+            f.write(report.rstrip("\n") + "".join("\n\n" + k for k in kept) + "\n")
         log(f"wrote {path}")
 
 

@@ -70,6 +70,8 @@ enum Command {
     Inspect(commands::inspect::InspectArgs),
     /// Time training and scoring in-process on raw f32 matrices (used by bench/side_by_side.py).
     Bench(commands::bench::BenchArgs),
+    /// Seed a database and drive unique ingest load against a server (used by bench/load_bench.py).
+    BenchApi(commands::bench_api::BenchApiArgs),
     /// Time rolling features and whole fleet training in-process (used by bench/fleet_bench.py).
     BenchFleet(commands::bench_fleet::BenchFleetArgs),
 }
@@ -95,6 +97,7 @@ fn main() -> ExitCode {
         Command::EvaluateStream(a) => commands::evaluate_stream::run(a),
         Command::Bench(a) => commands::bench::run(a),
         Command::BenchFleet(a) => commands::bench_fleet::run(a),
+        Command::BenchApi(a) => commands::bench_api::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -18,7 +18,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use anomalyd_engine::fleet::{DeviceState, FeatureRow, FleetBundle, FleetScore, Sample};
-use anomalyd_store::{DedupPolicy, IngestBatch, IngestOutcome, NewAnomaly, Store, TelemetryRow};
+use anomalyd_store::{DedupPolicy, IngestBatch, NewAnomaly, Store, TelemetryRow};
 use serde_json::{Value, json};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 
@@ -213,6 +213,12 @@ struct DeviceSlot {
     last_push: Instant,
 }
 
+/// A batch ready to be written, with the requests waiting for it.
+struct WriteJob {
+    batch: IngestBatch,
+    waiting: Vec<(oneshot::Sender<Result<IngestReply, ApiError>>, OwnedSemaphorePermit, IngestReply)>,
+}
+
 struct Worker {
     store: Store,
     shared: Arc<Shared>,
@@ -223,12 +229,24 @@ struct Worker {
     states_of: Option<Arc<ActiveBundle>>,
 }
 
+/// A feature row waiting to be scored, with the request it belongs to.
+struct Pending {
+    row: FeatureRow,
+    may_flag: bool,
+    request: Option<usize>,
+}
+
 impl Worker {
+    /// Two stages: this task computes features and scores batch N+1 while the writer task
+    /// commits batch N (SQLite runs on its own thread), so CPU and disk overlap. The channel
+    /// between them holds one batch, which bounds memory.
     async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Job>) {
+        let (to_writer, writer_rx) = mpsc::channel::<WriteJob>(1);
+        let writer = tokio::spawn(write_loop(self.store.clone(), self.shared.clone(), writer_rx));
         let mut tick = tokio::time::interval(self.settings.flush_after.max(Duration::from_millis(50)) / 2);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            tokio::select! {
+            let write = tokio::select! {
                 job = rx.recv() => {
                     let Some(job) = job else { break };
                     let mut jobs = vec![job];
@@ -242,11 +260,18 @@ impl Worker {
                             Err(_) => break,
                         }
                     }
-                    self.process(jobs).await;
+                    Some(self.process(jobs))
                 }
-                _ = tick.tick() => self.flush_stale().await,
+                _ = tick.tick() => self.flush_stale(),
+            };
+            if let Some(write) = write {
+                if to_writer.send(write).await.is_err() {
+                    break;
+                }
             }
         }
+        drop(to_writer);
+        let _ = writer.await;
     }
 
     fn active_bundle(&mut self) -> Option<Arc<ActiveBundle>> {
@@ -263,23 +288,17 @@ impl Worker {
         bundle
     }
 
-    async fn process(&mut self, jobs: Vec<Job>) {
+    fn process(&mut self, jobs: Vec<Job>) -> WriteJob {
         let bundle = self.active_bundle();
         let mut batch = IngestBatch { dedup: self.settings.dedup, ..Default::default() };
-        let mut replies: Vec<IngestReply> = Vec::with_capacity(jobs.len());
-        let mut senders = Vec::with_capacity(jobs.len());
+        let mut waiting = Vec::with_capacity(jobs.len());
+        let mut pending: Vec<Pending> = Vec::new();
         let now = Instant::now();
-        for job in jobs {
+        for (r, job) in jobs.into_iter().enumerate() {
             let mut reply = IngestReply::default();
             batch.requests.push(job.samples.len());
             for (i, s) in job.samples.into_iter().enumerate() {
-                batch.telemetry.push(TelemetryRow {
-                    device_id: s.device_id.to_string(),
-                    ts: s.ts.0,
-                    cohort: s.cohort.as_deref().map(str::to_string),
-                    labels: serde_json::to_value(&*s.labels).unwrap_or(Value::Null),
-                    metrics: Value::Object(s.metrics().map(|(k, v)| (k.to_string(), json!(v))).collect()),
-                });
+                batch.telemetry.push(telemetry_row(&s));
                 let Some(active) = &bundle else { continue };
                 let slot = self.devices.entry(s.device_id.clone()).or_insert_with(|| DeviceSlot {
                     state: DeviceState::new(&active.bundle.config),
@@ -291,101 +310,152 @@ impl Worker {
                 if let Err(reason) = slot.state.push(&active.bundle.config, s, &mut rows) {
                     reply.refused.push((i, reason.to_string()));
                 }
-                reply.anomalies +=
-                    score_rows(active, slot, rows, self.settings.warmup, &self.shared, &mut batch.anomalies);
+                for row in rows {
+                    slot.seen += 1;
+                    pending.push(Pending {
+                        row,
+                        may_flag: slot.seen > self.settings.warmup,
+                        request: Some(r),
+                    });
+                }
             }
-            replies.push(reply);
-            senders.push((job.reply, job._permit));
+            waiting.push((job.reply, job._permit, reply));
+        }
+        if let Some(active) = &bundle {
+            for (request, n) in score_pending(active, pending, &self.shared, &mut batch.anomalies) {
+                waiting[request].2.anomalies += n;
+            }
         }
         crate::telemetry_metrics::record_inference("features+forest", batch.telemetry.len(), now.elapsed());
-        let result = self.store.ingest(&batch, now_ms()).await;
-        match result {
-            Ok(outcome) => {
-                self.count(&outcome);
-                for ((sender, permit), (mut reply, (ins, dup))) in
-                    senders.into_iter().zip(replies.into_iter().zip(outcome.per_request.iter().copied()))
-                {
-                    reply.accepted = ins;
-                    reply.duplicates = dup;
-                    drop(permit);
-                    let _ = sender.send(Ok(reply));
-                }
-                if let Some(first) = outcome.incidents_opened.first() {
-                    tracing::debug!(
-                        incident = first,
-                        opened = outcome.incidents_opened.len(),
-                        "incidents opened"
-                    );
-                }
-            }
-            Err(e) => {
-                let err = ApiError::from(e);
-                for (sender, _) in senders {
-                    let _ = sender.send(Err(err.clone()));
-                }
-            }
-        }
-    }
-
-    fn count(&self, o: &IngestOutcome) {
-        let c = &self.shared.counters;
-        c.samples_stored.fetch_add(o.inserted, Ordering::Relaxed);
-        c.samples_duplicate.fetch_add(o.duplicates, Ordering::Relaxed);
-        c.anomalies.fetch_add(o.anomalies, Ordering::Relaxed);
-        c.batches.fetch_add(1, Ordering::Relaxed);
+        WriteJob { batch, waiting }
     }
 
     /// Scores samples that have waited in a re-order buffer longer than `flush_after`.
-    async fn flush_stale(&mut self) {
-        let Some(active) = self.active_bundle() else { return };
-        let mut anomalies = Vec::new();
+    fn flush_stale(&mut self) -> Option<WriteJob> {
+        let active = self.active_bundle()?;
+        let mut pending = Vec::new();
         for slot in self.devices.values_mut() {
             if slot.state.pending() == 0 || slot.last_push.elapsed() < self.settings.flush_after {
                 continue;
             }
             let mut rows = Vec::new();
             slot.state.flush(&active.bundle.config, &mut rows);
-            score_rows(&active, slot, rows, self.settings.warmup, &self.shared, &mut anomalies);
+            for row in rows {
+                slot.seen += 1;
+                pending.push(Pending { row, may_flag: slot.seen > self.settings.warmup, request: None });
+            }
         }
-        if anomalies.is_empty() {
-            return;
+        if pending.is_empty() {
+            return None;
         }
-        let batch = IngestBatch { anomalies, dedup: self.settings.dedup, ..Default::default() };
-        match self.store.ingest(&batch, now_ms()).await {
-            Ok(o) => self.count(&o),
-            Err(e) => tracing::error!(error = %e, "storing anomalies of held-back samples failed"),
+        let mut batch = IngestBatch { dedup: self.settings.dedup, ..Default::default() };
+        score_pending(&active, pending, &self.shared, &mut batch.anomalies);
+        (!batch.anomalies.is_empty()).then_some(WriteJob { batch, waiting: Vec::new() })
+    }
+}
+
+/// The writer stage: one transaction per batch, then the replies.
+async fn write_loop(store: Store, shared: Arc<Shared>, mut rx: mpsc::Receiver<WriteJob>) {
+    while let Some(WriteJob { batch, waiting }) = rx.recv().await {
+        let started = Instant::now();
+        let result = store.ingest(&batch, now_ms()).await;
+        metrics::histogram!("anomalyd_ingest_commit_duration_seconds")
+            .record(started.elapsed().as_secs_f64());
+        match result {
+            Ok(outcome) => {
+                let c = &shared.counters;
+                c.samples_stored.fetch_add(outcome.inserted, Ordering::Relaxed);
+                c.samples_duplicate.fetch_add(outcome.duplicates, Ordering::Relaxed);
+                c.anomalies.fetch_add(outcome.anomalies, Ordering::Relaxed);
+                c.batches.fetch_add(1, Ordering::Relaxed);
+                for ((sender, permit, mut reply), (ins, dup)) in
+                    waiting.into_iter().zip(outcome.per_request.iter().copied())
+                {
+                    reply.accepted = ins;
+                    reply.duplicates = dup;
+                    drop(permit);
+                    let _ = sender.send(Ok(reply));
+                }
+            }
+            Err(e) => {
+                let err = ApiError::from(e);
+                for (sender, _, _) in waiting {
+                    let _ = sender.send(Err(err.clone()));
+                }
+            }
         }
     }
 }
 
-/// Scores feature rows of one device; anomalies go to `out`. Returns how many.
-fn score_rows(
+/// A sample as stored: metrics written straight to JSON text (no intermediate map).
+fn telemetry_row(s: &Sample) -> TelemetryRow {
+    let mut metrics = String::with_capacity(16 * s.values.len() + 2);
+    metrics.push('{');
+    let mut first = true;
+    for (name, v) in s.metrics() {
+        if !v.is_finite() {
+            continue;
+        }
+        if !first {
+            metrics.push(',');
+        }
+        first = false;
+        // Names came from JSON keys; re-escaping them is what serde_json does for a string.
+        metrics.push_str(&serde_json::to_string(name).unwrap_or_default());
+        metrics.push(':');
+        metrics.push_str(&serde_json::Number::from_f64(v).map_or_else(|| "null".into(), |n| n.to_string()));
+    }
+    metrics.push('}');
+    TelemetryRow {
+        device_id: s.device_id.to_string(),
+        ts: s.ts.0,
+        cohort: s.cohort.as_deref().map(str::to_string),
+        labels: if s.labels.is_empty() {
+            String::new()
+        } else {
+            serde_json::to_string(&*s.labels).unwrap_or_default()
+        },
+        metrics,
+    }
+}
+
+/// Scores rows in one batch pass, explains only the anomalies, and records each device's
+/// latest features. Returns (request, anomalies) counts for rows that belong to a request.
+fn score_pending(
     active: &ActiveBundle,
-    slot: &mut DeviceSlot,
-    rows: Vec<FeatureRow>,
-    warmup: usize,
+    pending: Vec<Pending>,
     shared: &Shared,
     out: &mut Vec<NewAnomaly>,
-) -> u64 {
-    let mut found = 0;
-    let Some(last) = rows.last() else { return 0 };
-    shared.current.write().expect("features lock").insert(
-        last.device_id.clone(),
-        CurrentFeatures { ts: last.ts.0, values: last.values.clone(), version: active.version.clone() },
-    );
-    for row in rows {
-        slot.seen += 1;
-        let may_flag = slot.seen > warmup;
-        let cohort = row.cohort.as_deref();
-        // Most rows are normal: score them without explanation, explain only the anomalies.
-        let quick = active.bundle.score_one(cohort, &row.values, &row.rules_fired, may_flag, 0);
-        if quick.is_anomaly() {
-            let score = active.bundle.score_one(cohort, &row.values, &row.rules_fired, may_flag, 3);
-            out.push(new_anomaly(active, &row, &score));
-            found += 1;
+) -> Vec<(usize, u64)> {
+    if pending.is_empty() {
+        return Vec::new();
+    }
+    let (rows, meta): (Vec<FeatureRow>, Vec<(bool, Option<usize>)>) =
+        pending.into_iter().map(|p| (p.row, (p.may_flag, p.request))).unzip();
+    let flags: Vec<bool> = meta.iter().map(|m| m.0).collect();
+    let scores = active.bundle.score_rows(&rows, &flags);
+    let mut counts: HashMap<usize, u64> = HashMap::new();
+    {
+        let mut current = shared.current.write().expect("features lock");
+        for row in &rows {
+            current.insert(
+                row.device_id.clone(),
+                CurrentFeatures { ts: row.ts.0, values: row.values.clone(), version: active.version.clone() },
+            );
         }
     }
-    found
+    for ((&(may_flag, request), quick), row) in meta.iter().zip(&scores).zip(&rows) {
+        if !quick.is_anomaly() {
+            continue;
+        }
+        let cohort = row.cohort.as_deref();
+        let score = active.bundle.score_one(cohort, &row.values, &row.rules_fired, may_flag, 3);
+        out.push(new_anomaly(active, row, &score));
+        if let Some(r) = request {
+            *counts.entry(r).or_default() += 1;
+        }
+    }
+    counts.into_iter().collect()
 }
 
 /// The stored form of an anomaly, with the signature that groups it into incidents: the

@@ -121,7 +121,7 @@ pub struct AnomalyRecord {
 /// Sort order of a list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum AnomalySort {
-    /// Newest first.
+    /// Newest sample time first.
     #[default]
     Newest,
     /// Highest score first.
@@ -216,11 +216,17 @@ impl Store {
             q.push(" AND ts < ").push_bind(t);
         }
         if let Some(m) = filter.min_score {
-            q.push(" AND anomaly_score >= ").push_bind(m);
+            // Newest first walks a time-ordered index and skips low scores ("+" keeps SQLite
+            // from range-scanning the score index and sorting every match by time).
+            q.push(match filter.sort {
+                AnomalySort::Newest => " AND +anomaly_score >= ",
+                AnomalySort::Score => " AND anomaly_score >= ",
+            })
+            .push_bind(m);
         }
         match (filter.sort, cursor) {
-            (AnomalySort::Newest, Some(Cursor::Id(id))) => {
-                q.push(" AND id < ").push_bind(id);
+            (AnomalySort::Newest, Some(Cursor::Time(ts, id))) => {
+                q.push(" AND (ts, id) < (").push_bind(ts).push(", ").push_bind(id).push(")");
             }
             (AnomalySort::Score, Some(Cursor::Score(s, id))) => {
                 q.push(" AND (anomaly_score < ").push_bind(s);
@@ -230,7 +236,7 @@ impl Store {
             (_, None) => {}
         }
         q.push(match filter.sort {
-            AnomalySort::Newest => " ORDER BY id DESC",
+            AnomalySort::Newest => " ORDER BY ts DESC, id DESC",
             AnomalySort::Score => " ORDER BY anomaly_score DESC, id DESC",
         });
         // One row more than asked tells whether another page exists, without counting.
@@ -240,7 +246,7 @@ impl Store {
             items.truncate(limit as usize);
             let last = items.last().expect("limit ≥ 1");
             Some(match filter.sort {
-                AnomalySort::Newest => Cursor::Id(last.id),
+                AnomalySort::Newest => Cursor::Time(last.ts, last.id),
                 AnomalySort::Score => Cursor::Score(last.anomaly_score, last.id),
             })
         } else {

@@ -7,8 +7,10 @@ use crate::error::StoreError;
 /// Position after which the next page starts: the last row's sort value and id.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Cursor {
-    /// Newest first: the next page holds ids below this one.
+    /// Ordered by id, highest first: the next page holds ids below this one.
     Id(i64),
+    /// Newest sample time first: the next page holds (ts, id) below this pair.
+    Time(i64, i64),
     /// Highest score first: the next page holds (score, id) below this pair.
     Score(f64, i64),
 }
@@ -17,6 +19,8 @@ impl fmt::Display for Cursor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Cursor::Id(id) => write!(f, "i{id:x}"),
+            // Times may be negative: written as the bits of the i64.
+            Cursor::Time(ts, id) => write!(f, "t{:x}.{id:x}", *ts as u64),
             Cursor::Score(s, id) => write!(f, "s{:x}.{id:x}", s.to_bits()),
         }
     }
@@ -29,6 +33,11 @@ impl std::str::FromStr for Cursor {
         let hex = |t: &str| i64::from_str_radix(t, 16).map_err(|_| bad());
         match s.split_at_checked(1) {
             Some(("i", rest)) => Ok(Cursor::Id(hex(rest)?)),
+            Some(("t", rest)) => {
+                let (a, b) = rest.split_once('.').ok_or_else(bad)?;
+                let ts = u64::from_str_radix(a, 16).map_err(|_| bad())? as i64;
+                Ok(Cursor::Time(ts, hex(b)?))
+            }
             Some(("s", rest)) => {
                 let (a, b) = rest.split_once('.').ok_or_else(bad)?;
                 let bits = u64::from_str_radix(a, 16).map_err(|_| bad())?;
@@ -49,10 +58,16 @@ mod tests {
 
     #[test]
     fn cursors_round_trip_and_garbage_is_refused() {
-        for c in [Cursor::Id(1), Cursor::Id(123_456_789), Cursor::Score(0.731, 42)] {
+        for c in [
+            Cursor::Id(1),
+            Cursor::Id(123_456_789),
+            Cursor::Score(0.731, 42),
+            Cursor::Time(1_767_225_600_000, 7),
+            Cursor::Time(-5, 3),
+        ] {
             assert_eq!(c.to_string().parse::<Cursor>().unwrap(), c);
         }
-        for bad in ["", "x12", "i", "izz", "s1.2.3", "s7ff8000000000000.1", "i-"] {
+        for bad in ["", "x12", "i", "izz", "s1.2.3", "s7ff8000000000000.1", "i-", "t12", "tzz.1"] {
             assert!(bad.parse::<Cursor>().is_err(), "{bad}");
         }
     }

@@ -21,10 +21,10 @@ pub struct TelemetryRow {
     pub ts: i64,
     /// Cohort reported with the sample.
     pub cohort: Option<String>,
-    /// Device labels as a JSON object.
-    pub labels: serde_json::Value,
-    /// Metrics as a JSON object.
-    pub metrics: serde_json::Value,
+    /// Device labels as JSON object text; empty when the sample carries none.
+    pub labels: String,
+    /// Metrics as JSON object text.
+    pub metrics: String,
 }
 
 /// Everything one ingest batch writes.
@@ -63,7 +63,7 @@ pub struct IngestOutcome {
 struct DeviceUpdate<'a> {
     id: &'a str,
     cohort: Option<&'a str>,
-    labels: String,
+    labels: &'a str,
     first: i64,
     last: i64,
 }
@@ -72,7 +72,7 @@ fn merge_devices(rows: &[TelemetryRow]) -> Vec<DeviceUpdate<'_>> {
     let mut index: HashMap<&str, usize> = HashMap::new();
     let mut out: Vec<DeviceUpdate<'_>> = Vec::new();
     for t in rows {
-        let labels_given = t.labels.as_object().is_some_and(|m| !m.is_empty());
+        let labels_given = !t.labels.is_empty() && t.labels != "{}";
         match index.get(t.device_id.as_str()) {
             Some(&k) => {
                 let d = &mut out[k];
@@ -82,7 +82,7 @@ fn merge_devices(rows: &[TelemetryRow]) -> Vec<DeviceUpdate<'_>> {
                     d.cohort = t.cohort.as_deref();
                 }
                 if labels_given {
-                    d.labels = t.labels.to_string();
+                    d.labels = &t.labels;
                 }
             }
             None => {
@@ -90,7 +90,7 @@ fn merge_devices(rows: &[TelemetryRow]) -> Vec<DeviceUpdate<'_>> {
                 out.push(DeviceUpdate {
                     id: &t.device_id,
                     cohort: t.cohort.as_deref(),
-                    labels: if labels_given { t.labels.to_string() } else { "{}".to_string() },
+                    labels: if labels_given { &t.labels } else { "{}" },
                     first: t.ts,
                     last: t.ts,
                 });
@@ -107,7 +107,7 @@ async fn insert_telemetry(conn: &mut SqliteConnection, rows: &[TelemetryRow]) ->
         let mut q: QueryBuilder<Sqlite> =
             QueryBuilder::new("INSERT OR IGNORE INTO telemetry (device_id, ts, metrics) ");
         q.push_values(chunk, |mut b, t| {
-            b.push_bind(t.device_id.as_str()).push_bind(t.ts).push_bind(t.metrics.to_string());
+            b.push_bind(t.device_id.as_str()).push_bind(t.ts).push_bind(t.metrics.as_str());
         });
         inserted += q.build().execute(&mut *conn).await?.rows_affected();
     }
@@ -120,11 +120,7 @@ async fn upsert_devices(conn: &mut SqliteConnection, rows: &[TelemetryRow]) -> R
         let mut q: QueryBuilder<Sqlite> =
             QueryBuilder::new("INSERT INTO devices (id, cohort, labels, first_seen, last_seen) ");
         q.push_values(chunk, |mut b, d| {
-            b.push_bind(d.id)
-                .push_bind(d.cohort)
-                .push_bind(d.labels.as_str())
-                .push_bind(d.first)
-                .push_bind(d.last);
+            b.push_bind(d.id).push_bind(d.cohort).push_bind(d.labels).push_bind(d.first).push_bind(d.last);
         });
         q.push(
             " ON CONFLICT (id) DO UPDATE SET

@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub mod bench;
+pub mod bench_api;
 pub mod bench_fleet;
 pub mod config_show;
 pub mod demo;

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use rayon::prelude::*;
 
 use super::config::FleetConfig;
-use super::features::FeatureTable;
+use super::features::{FeatureRow, FeatureTable};
 use crate::error::{EngineError, ModelFormatError, Result};
 use crate::explain::Attribution;
 use crate::format::{Reader, Writer, unwrap, wrap};
@@ -113,28 +113,11 @@ impl FleetBundle {
             .collect();
         // Without explanations, rows are scored in batches per model (the batch kernel is
         // several times faster per row than one-row calls).
-        let mut batch_scores = vec![f32::NAN; table.len()];
-        if explain_top.is_none() {
-            let d = table.n_features;
-            let mut groups: BTreeMap<Option<&str>, Vec<usize>> = BTreeMap::new();
-            for i in 0..table.len() {
-                let c = table.cohort(i).filter(|c| self.cohorts.contains_key(*c));
-                groups.entry(c).or_default().push(i);
-            }
-            for (cohort, rows) in groups {
-                let (model, _) = self.model_for(cohort);
-                let mut values = Vec::with_capacity(rows.len() * d);
-                for &i in &rows {
-                    values.extend_from_slice(&table.values[i * d..(i + 1) * d]);
-                }
-                let scores = Matrix::new(values, d, &[]).and_then(|m| model.score_samples(&m));
-                if let Ok(scores) = scores {
-                    for (&i, s) in rows.iter().zip(scores) {
-                        batch_scores[i] = s;
-                    }
-                }
-            }
-        }
+        let batch_scores = if explain_top.is_none() {
+            self.batch_scores(table.len(), table.n_features, |i| table.cohort(i), |i| table.row(i).values)
+        } else {
+            vec![f32::NAN; table.len()]
+        };
         (0..table.len())
             .into_par_iter()
             .map(|i| {
@@ -148,6 +131,51 @@ impl FleetBundle {
                 self.judge(r.cohort, score, explanation, r.rules_fired, position[i] > warmup)
             })
             .collect()
+    }
+
+    /// Scores feature rows of the streaming path in one pass, without explanations: rows
+    /// of each model go through the batch kernel together. `may_flag[i]` is false while row
+    /// `i`'s device is still warming up.
+    pub fn score_rows(&self, rows: &[FeatureRow], may_flag: &[bool]) -> Vec<FleetScore> {
+        let d = self.config.features.len();
+        let scores = self.batch_scores(rows.len(), d, |i| rows[i].cohort.as_deref(), |i| &rows[i].values);
+        rows.iter()
+            .zip(scores)
+            .zip(may_flag)
+            .map(|((r, score), &flag)| {
+                self.judge(r.cohort.as_deref(), score, Vec::new(), &r.rules_fired, flag)
+            })
+            .collect()
+    }
+
+    /// Scores of `n` rows, grouped by the model that scores them (NaN where a row does not
+    /// fit the model).
+    fn batch_scores<'a>(
+        &self,
+        n: usize,
+        d: usize,
+        cohort_of: impl Fn(usize) -> Option<&'a str>,
+        values_of: impl Fn(usize) -> &'a [f32],
+    ) -> Vec<f32> {
+        let mut out = vec![f32::NAN; n];
+        let mut groups: BTreeMap<Option<&str>, Vec<usize>> = BTreeMap::new();
+        for i in 0..n {
+            let c = cohort_of(i).filter(|c| self.cohorts.contains_key(*c));
+            groups.entry(c).or_default().push(i);
+        }
+        for (cohort, rows) in groups {
+            let (model, _) = self.model_for(cohort);
+            let mut values = Vec::with_capacity(rows.len() * d);
+            for &i in &rows {
+                values.extend_from_slice(values_of(i));
+            }
+            if let Ok(scores) = Matrix::new(values, d, &[]).and_then(|m| model.score_samples(&m)) {
+                for (&i, s) in rows.iter().zip(scores) {
+                    out[i] = s;
+                }
+            }
+        }
+        out
     }
 
     /// Scores one feature row (the online path): the cohort's model, its explanation, and

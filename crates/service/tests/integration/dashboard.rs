@@ -28,8 +28,8 @@ async fn stats_and_trends_count_exactly_what_was_stored() {
             device_id: device.clone(),
             ts: i * 20 * 60_000,
             cohort: Some(cohort.clone()),
-            labels: json!({"firmware": format!("f{}", i % 7 % 2)}),
-            metrics: json!({"x": i}),
+            labels: json!({"firmware": format!("f{}", i % 7 % 2)}).to_string(),
+            metrics: json!({"x": i}).to_string(),
         };
         let anomaly = NewAnomaly {
             device_id: device,

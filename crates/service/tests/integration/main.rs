@@ -24,8 +24,8 @@ async fn server(anomalies: i64) -> Server {
             device_id: device.clone(),
             ts: i * 60_000,
             cohort: Some(format!("c{}", i % 2)),
-            labels: json!({}),
-            metrics: json!({"cpu": i}),
+            labels: json!({}).to_string(),
+            metrics: json!({"cpu": i}).to_string(),
         });
         batch.anomalies.push(NewAnomaly {
             device_id: device,

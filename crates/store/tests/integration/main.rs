@@ -20,8 +20,8 @@ fn batch(device: &str, from: i64, n: i64, anomalous_every: i64) -> IngestBatch {
             device_id: device.into(),
             ts: i * 60_000,
             cohort: Some("tc52/android-13".into()),
-            labels: json!({"site": "berlin"}),
-            metrics: json!({"cpu": i % 100}),
+            labels: json!({"site": "berlin"}).to_string(),
+            metrics: json!({"cpu": i % 100}).to_string(),
         });
         if i % anomalous_every == 0 {
             b.anomalies.push(NewAnomaly {
@@ -82,9 +82,9 @@ async fn keyset_pages_stay_correct_while_rows_are_inserted() {
     loop {
         let page = store.list_anomalies(&filter, cursor, 40).await.unwrap();
         seen.extend(page.items.iter().map(|a| a.id));
-        // Newer rows arrive between page requests; they sort before the cursor and must not
-        // shift the pages already being walked.
-        store.ingest(&batch("d2", round * 10, 10, 1), 2).await.unwrap();
+        // Newer rows (live telemetry) arrive between page requests; they sort before the
+        // cursor and must not shift the pages already being walked.
+        store.ingest(&batch("d2", 1_000 + round * 10, 10, 1), 2).await.unwrap();
         round += 1;
         match page.next_cursor {
             Some(c) => cursor = Some(c.parse::<Cursor>().unwrap()),
@@ -94,7 +94,7 @@ async fn keyset_pages_stay_correct_while_rows_are_inserted() {
     let mut sorted = seen.clone();
     sorted.sort_unstable_by(|a, b| b.cmp(a));
     sorted.dedup();
-    assert_eq!(seen, sorted, "strictly newest first, no repeats");
+    assert_eq!(seen, sorted, "strictly newest first (here ids grow with time), no repeats");
     assert_eq!(seen.len(), 250, "every row present when the walk started is seen once");
 }
 
