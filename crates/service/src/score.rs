@@ -131,7 +131,13 @@ fn vector_item(
         (None, Some(_)) => {
             return Err(ApiError::invalid(&format!("{at}values"), "must be an array of numbers"));
         }
-        (None, None) => unreachable!("only called for vector items"),
+        // `{}` or `{"cohort": …}`: an item of no kind.
+        (None, None) => {
+            return Err(ApiError::invalid(
+                &format!("{at}features"),
+                "give `features`, `values`, or a raw sample with `device_id`, `ts` and `metrics`",
+            ));
+        }
     };
     Ok((cohort, values))
 }
