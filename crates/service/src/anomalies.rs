@@ -7,44 +7,81 @@ use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
 
 use crate::error::ApiError;
 use crate::{AppState, now_ms};
 
 /// Query string of the list.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListParams {
+    /// Only this device.
     device_id: Option<String>,
+    /// Only this cohort.
     cohort: Option<String>,
+    /// Only this status.
+    #[param(value_type = Option<crate::openapi::TriageStatus>)]
     status: Option<String>,
+    /// Only this severity.
+    #[param(value_type = Option<crate::openapi::Severity>)]
     severity: Option<String>,
+    /// Sample time from (inclusive): RFC 3339 or Unix milliseconds.
     from: Option<String>,
+    /// Sample time up to (exclusive): RFC 3339 or Unix milliseconds.
     to: Option<String>,
+    /// Least anomaly score.
     min_score: Option<f64>,
+    /// Newest first (`time`, the default) or highest score first (`score`).
+    #[param(value_type = Option<crate::openapi::AnomalySort>)]
     sort: Option<String>,
+    /// `next_cursor` of the previous page (valid with the same filters and sort).
     cursor: Option<String>,
+    /// Page size (default 50).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<u32>,
 }
 
 /// An anomaly as the API serves it (SPEC §10).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct AnomalyView {
+    /// Id.
     id: i64,
+    /// Device.
     device_id: String,
+    /// Sample time, RFC 3339 UTC.
     ts: String,
+    /// Cohort of the sample.
     cohort: Option<String>,
+    /// Anomaly score of the model that scored the row.
     anomaly_score: f64,
+    /// Grade under that model's calibration, in [0, 1].
     grade: f64,
+    /// `low`, `medium`, `high` or `critical`.
+    #[schema(value_type = crate::openapi::Severity)]
     severity: String,
+    /// Detectors that fired: `model` and/or rule names.
+    #[schema(value_type = Vec<String>)]
     detectors: Value,
+    /// `<model version>/<global|cohort:name>`.
     model_version: Option<String>,
+    /// Triage status.
+    #[schema(value_type = crate::openapi::TriageStatus)]
     status: String,
+    /// Operator note.
     note: Option<String>,
+    /// Incident the anomaly belongs to.
     incident_id: Option<i64>,
+    /// Feature values by name (`null` when missing).
+    #[schema(value_type = BTreeMap<String, Option<f64>>)]
     features: Value,
+    /// Top features behind the score.
+    #[schema(value_type = Vec<crate::score::Attribution>)]
     explanation: Value,
+    /// Stored, RFC 3339 UTC.
     created_at: String,
+    /// Last changed, RFC 3339 UTC.
     updated_at: String,
 }
 
@@ -73,9 +110,11 @@ impl From<AnomalyRecord> for AnomalyView {
 }
 
 /// A page of the list.
-#[derive(Debug, Serialize)]
-pub struct ListResponse {
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AnomalyList {
+    /// The anomalies.
     items: Vec<AnomalyView>,
+    /// Cursor of the next page; `null` on the last page.
     next_cursor: Option<String>,
 }
 
@@ -143,14 +182,29 @@ pub(crate) fn query_error(e: &QueryRejection) -> ApiError {
 }
 
 /// `GET /api/v1/anomalies`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/anomalies",
+    operation_id = "list_anomalies",
+    tag = "anomalies",
+    summary = "List anomalies",
+    description = "Filtered, keyset-paginated: follow `next_cursor` until it is `null`.",
+    params(ListParams),
+    responses(
+        (status = 200, description = "A page of anomalies.", body = AnomalyList),
+        (status = 400, response = crate::openapi::BadRequest),
+        (status = 500, response = crate::openapi::Internal),
+        (status = 503, response = crate::openapi::Unavailable),
+    )
+)]
 pub async fn list(
     State(state): State<AppState>,
     params: Result<Query<ListParams>, QueryRejection>,
-) -> Result<Json<ListResponse>, ApiError> {
+) -> Result<Json<AnomalyList>, ApiError> {
     let Query(params) = params.map_err(|e| query_error(&e))?;
     let (f, cursor, limit) = filter(&params)?;
     let page = state.store.list_anomalies(&f, cursor, limit).await?;
-    Ok(Json(ListResponse {
+    Ok(Json(AnomalyList {
         items: page.items.into_iter().map(AnomalyView::from).collect(),
         next_cursor: page.next_cursor,
     }))
@@ -161,6 +215,21 @@ fn id_param(id: Result<Path<i64>, PathRejection>) -> Result<i64, ApiError> {
 }
 
 /// `GET /api/v1/anomalies/{id}`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/anomalies/{id}",
+    operation_id = "get_anomaly",
+    tag = "anomalies",
+    summary = "Get one anomaly",
+    params(("id" = i64, Path, description = "Anomaly id.")),
+    responses(
+        (status = 200, description = "The anomaly.", body = AnomalyView),
+        (status = 400, response = crate::openapi::BadRequest),
+        (status = 404, response = crate::openapi::NotFound),
+        (status = 500, response = crate::openapi::Internal),
+        (status = 503, response = crate::openapi::Unavailable),
+    )
+)]
 pub async fn detail(
     State(state): State<AppState>,
     id: Result<Path<i64>, PathRejection>,
@@ -169,18 +238,40 @@ pub async fn detail(
 }
 
 /// Body of `PATCH /api/v1/anomalies/{id}`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct UpdateBody {
+pub struct AnomalyUpdate {
+    /// The new status.
+    #[schema(value_type = crate::openapi::TriageStatus)]
     status: String,
+    /// Operator note, at most 4000 bytes; `null` or left out keeps the current one.
+    #[schema(max_length = 4000)]
     note: Option<String>,
 }
 
 /// `PATCH /api/v1/anomalies/{id}`: acknowledge, resolve or reopen, with a note.
+#[utoipa::path(
+    patch,
+    path = "/api/v1/anomalies/{id}",
+    operation_id = "update_anomaly",
+    tag = "anomalies",
+    summary = "Change an anomaly's status",
+    description = "Acknowledge, resolve or reopen, with a note.",
+    params(("id" = i64, Path, description = "Anomaly id.")),
+    request_body = AnomalyUpdate,
+    responses(
+        (status = 200, description = "The anomaly as changed.", body = AnomalyView),
+        (status = 400, response = crate::openapi::BadRequest),
+        (status = 404, response = crate::openapi::NotFound),
+        (status = 413, response = crate::openapi::PayloadTooLarge),
+        (status = 500, response = crate::openapi::Internal),
+        (status = 503, response = crate::openapi::Unavailable),
+    )
+)]
 pub async fn update(
     State(state): State<AppState>,
     id: Result<Path<i64>, PathRejection>,
-    body: Result<Json<UpdateBody>, JsonRejection>,
+    body: Result<Json<AnomalyUpdate>, JsonRejection>,
 ) -> Result<Json<AnomalyView>, ApiError> {
     let id = id_param(id)?;
     let Json(body) = body.map_err(|e| ApiError::body_rejection(e.status(), e.body_text()))?;

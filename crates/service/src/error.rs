@@ -5,9 +5,13 @@ use anomalyd_store::StoreError;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
+use utoipa::ToSchema;
 
-/// An error on its way to the client.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// An error on its way to the client: an RFC 9457 problem, served as
+/// `application/problem+json`.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[schema(example = json!({"type": "/problems/invalid-field", "title": "Invalid request field",
+    "status": 400, "detail": "must be 1..=1000, got 0", "field": "limit"}))]
 pub struct ApiError {
     /// Stable problem type (a URI reference).
     #[serde(rename = "type")]

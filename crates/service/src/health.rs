@@ -2,18 +2,67 @@
 
 use axum::Json;
 use axum::extract::State;
-use serde_json::{Value, json};
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::AppState;
 use crate::error::ApiError;
 
+/// Answer of the liveness probe.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Liveness {
+    /// Always `ok`.
+    #[schema(schema_with = ok)]
+    status: &'static str,
+}
+
+fn ok() -> utoipa::openapi::schema::ObjectBuilder {
+    crate::openapi::string_enum(&["ok"])
+}
+
+/// Answer of the readiness probe.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Readiness {
+    /// Always `ready`.
+    #[schema(schema_with = ready)]
+    status: &'static str,
+    /// Always `ok`.
+    #[schema(schema_with = ok)]
+    database: &'static str,
+}
+
+fn ready() -> utoipa::openapi::schema::ObjectBuilder {
+    crate::openapi::string_enum(&["ready"])
+}
+
 /// `GET /healthz`: the process answers.
-pub async fn healthz() -> Json<Value> {
-    Json(json!({"status": "ok"}))
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    operation_id = "healthz",
+    tag = "health",
+    summary = "Liveness",
+    description = "The process answers; waits on nothing.",
+    responses((status = 200, description = "Alive.", body = Liveness))
+)]
+pub async fn healthz() -> Json<Liveness> {
+    Json(Liveness { status: "ok" })
 }
 
 /// `GET /readyz`: the database answers.
-pub async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    operation_id = "readyz",
+    tag = "health",
+    summary = "Readiness",
+    description = "The database answers.",
+    responses(
+        (status = 200, description = "Ready.", body = Readiness),
+        (status = 503, response = crate::openapi::Unavailable),
+    )
+)]
+pub async fn readyz(State(state): State<AppState>) -> Result<Json<Readiness>, ApiError> {
     state.store.ping().await.map_err(|e| ApiError::unavailable(format!("database: {e}")))?;
-    Ok(Json(json!({"status": "ready", "database": "ok"})))
+    Ok(Json(Readiness { status: "ready", database: "ok" }))
 }

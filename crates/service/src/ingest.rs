@@ -15,6 +15,7 @@ use serde_json::Value;
 
 use crate::AppState;
 use crate::error::ApiError;
+use crate::pipeline::IngestSummary;
 
 /// Most samples in one request.
 pub const MAX_BATCH: usize = 10_000;
@@ -56,11 +57,36 @@ fn parse_body(headers: &HeaderMap, body: &[u8]) -> Result<Vec<Value>, ApiError> 
 }
 
 /// `POST /api/v1/telemetry`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/telemetry",
+    operation_id = "ingest_telemetry",
+    tag = "telemetry",
+    summary = "Ingest telemetry",
+    description = "A batch of 1 to 10 000 samples, as a JSON array or as NDJSON (one sample object per \
+        line, with a content type containing `ndjson` or `jsonl`). The batch is validated whole (a bad \
+        sample refuses it, naming `items[i].field`), queued, scored, and answered once durable. Samples \
+        already stored for the same (device, time) are skipped, so a retried batch stores nothing twice.",
+    request_body(
+        description = "The samples.",
+        content(
+            (crate::openapi::TelemetryBatch = "application/json"),
+            (String = "application/x-ndjson"),
+        ),
+    ),
+    responses(
+        (status = 200, description = "Stored (and scored, with an active model).", body = IngestSummary),
+        (status = 400, response = crate::openapi::BadRequest),
+        (status = 413, response = crate::openapi::PayloadTooLarge),
+        (status = 500, response = crate::openapi::Internal),
+        (status = 503, response = crate::openapi::Unavailable),
+    )
+)]
 pub async fn ingest(
     State(state): State<AppState>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<IngestSummary>, ApiError> {
     let body = body.map_err(|e| ApiError::body_rejection(e.status(), e.body_text()))?;
     let values = parse_body(&headers, &body)?;
     let mut interner = Interner::default();
@@ -73,7 +99,7 @@ pub async fn ingest(
         })?;
         samples.push(s);
     }
-    Ok(Json(ingest_samples(&state, samples).await?))
+    Ok(Json(IngestSummary::from(&state.pipeline.submit(samples).await?)))
 }
 
 /// Queues already validated samples and waits until they are durable (also used by

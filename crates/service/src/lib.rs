@@ -1,7 +1,9 @@
 //! # anomalyd-service
 //!
 //! The HTTP API of anomalyd (axum): routes under `/api/v1`, health probes, and one error
-//! mapping to RFC 9457 problem+json ([`error::ApiError`]).
+//! mapping to RFC 9457 problem+json ([`error::ApiError`]). The OpenAPI 3.1 document is
+//! generated from the handlers ([`openapi::ApiDoc`]) and served at `/api/v1/openapi.json`,
+//! with interactive docs at `/docs`.
 
 mod anomalies;
 mod dashboard;
@@ -12,6 +14,7 @@ mod incidents;
 pub mod ingest;
 mod insights;
 pub mod models;
+pub mod openapi;
 pub mod pipeline;
 mod score;
 pub mod system;
@@ -24,7 +27,7 @@ use std::time::Duration;
 use anomalyd_engine::fleet::{FleetBundle, FleetConfig};
 use anomalyd_store::Store;
 use axum::Router;
-use axum::routing::{get, post};
+use axum::routing::{MethodFilter, on};
 use tower_http::timeout::TimeoutLayer;
 
 use crate::pipeline::{ActiveBundle, Pipeline, PipelineSettings};
@@ -103,27 +106,48 @@ impl AppState {
 /// Largest request body accepted.
 pub const MAX_BODY_BYTES: usize = 8 << 20;
 
+/// Declares the routes once, giving both [`ROUTES`] and the router that serves them, so a
+/// route cannot be served without being listed (and the OpenAPI test then demands its docs).
+macro_rules! api_routes {
+    ($($method:ident $path:literal => $handler:path;)*) => {
+        /// Every route of the API as (method, path) — all of them documented in
+        /// [`openapi::ApiDoc`]. The document itself and `/docs` are served besides.
+        pub const ROUTES: &[(&str, &str)] = &[$((stringify!($method), $path)),*];
+
+        fn api_routes() -> Router<AppState> {
+            // Routes on one path merge into one method router.
+            Router::new()$(.route($path, on(MethodFilter::$method, $handler)))*
+        }
+    };
+}
+
+api_routes! {
+    GET "/healthz" => health::healthz;
+    GET "/readyz" => health::readyz;
+    POST "/api/v1/telemetry" => ingest::ingest;
+    GET "/api/v1/anomalies" => anomalies::list;
+    GET "/api/v1/devices" => devices::list;
+    GET "/api/v1/devices/{id}" => devices::detail;
+    GET "/api/v1/anomalies/{id}" => anomalies::detail;
+    PATCH "/api/v1/anomalies/{id}" => anomalies::update;
+    GET "/api/v1/incidents" => incidents::list;
+    GET "/api/v1/incidents/{id}" => incidents::detail;
+    PATCH "/api/v1/incidents/{id}" => incidents::update;
+    POST "/api/v1/score" => score::score;
+    GET "/api/v1/dashboard/stats" => dashboard::stats;
+    GET "/api/v1/dashboard/trends" => dashboard::trends;
+    GET "/api/v1/insights/correlations" => insights::correlations;
+    GET "/api/v1/models" => models::list;
+    POST "/api/v1/models/train" => models::train;
+    GET "/api/v1/models/train/{job}" => models::job;
+    POST "/api/v1/models/{id}/activate" => models::activate;
+    GET "/metrics" => telemetry_metrics::render;
+}
+
 /// All routes with their middleware.
 pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
-        .route("/api/v1/telemetry", post(ingest::ingest))
-        .route("/api/v1/anomalies", get(anomalies::list))
-        .route("/api/v1/devices", get(devices::list))
-        .route("/api/v1/devices/{id}", get(devices::detail))
-        .route("/api/v1/anomalies/{id}", get(anomalies::detail).patch(anomalies::update))
-        .route("/api/v1/incidents", get(incidents::list))
-        .route("/api/v1/incidents/{id}", get(incidents::detail).patch(incidents::update))
-        .route("/api/v1/score", post(score::score))
-        .route("/api/v1/dashboard/stats", get(dashboard::stats))
-        .route("/api/v1/dashboard/trends", get(dashboard::trends))
-        .route("/api/v1/insights/correlations", get(insights::correlations))
-        .route("/api/v1/models", get(models::list))
-        .route("/api/v1/models/train", post(models::train))
-        .route("/api/v1/models/train/{job}", get(models::job))
-        .route("/api/v1/models/{id}/activate", post(models::activate))
-        .route("/metrics", get(telemetry_metrics::render))
+    api_routes()
+        .merge(openapi::docs_router())
         // Enforced by the body extractors, whose rejection the handlers turn into problem+json.
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(TimeoutLayer::with_status_code(

@@ -18,17 +18,19 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use utoipa::ToSchema;
 
 use crate::error::ApiError;
 use crate::pipeline::ActiveBundle;
 use crate::{AppState, now_ms};
 
 /// A training job as the API shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct TrainJob {
     /// Job id.
     pub id: u64,
     /// queued, loading, features, training, saving, done, failed.
+    #[schema(value_type = crate::openapi::TrainPhase)]
     pub phase: &'static str,
     /// Fraction done in [0, 1].
     pub progress: f64,
@@ -119,38 +121,80 @@ pub async fn load_active(store: &Store) -> Result<Option<ActiveBundle>, StoreErr
     Ok(Some(ActiveBundle { bundle, version: record.version, model_id: Some(record.id) }))
 }
 
-fn model_view(m: &ModelRecord) -> Value {
-    json!({
-        "id": m.id,
-        "version": m.version,
-        "active": m.active,
-        "params": serde_json::from_str::<Value>(&m.params).unwrap_or(Value::Null),
-        "metrics": serde_json::from_str::<Value>(&m.metrics).unwrap_or(Value::Null),
-        "size_bytes": m.size_bytes,
-        "created_at": Timestamp(m.created_at).to_rfc3339(),
-    })
+/// A stored model.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ModelView {
+    /// Id.
+    id: i64,
+    /// Version label.
+    version: String,
+    /// Whether it scores new telemetry.
+    active: bool,
+    /// Training parameters: trees, seed, contamination, features, time range.
+    #[schema(value_type = Object)]
+    params: Value,
+    /// Training metrics: samples, rows, cohort models, timings.
+    #[schema(value_type = Object)]
+    metrics: Value,
+    /// Size of the serialised bundle in bytes.
+    size_bytes: i64,
+    /// Stored, RFC 3339 UTC.
+    created_at: String,
+}
+
+fn model_view(m: &ModelRecord) -> ModelView {
+    ModelView {
+        id: m.id,
+        version: m.version.clone(),
+        active: m.active,
+        params: serde_json::from_str::<Value>(&m.params).unwrap_or(Value::Null),
+        metrics: serde_json::from_str::<Value>(&m.metrics).unwrap_or(Value::Null),
+        size_bytes: m.size_bytes,
+        created_at: Timestamp(m.created_at).to_rfc3339(),
+    }
+}
+
+/// Stored models and recent training jobs.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ModelList {
+    /// The stored models.
+    items: Vec<ModelView>,
+    /// The last 20 training jobs of this process, newest first.
+    training: Vec<TrainJob>,
 }
 
 /// `GET /api/v1/models`: stored models and recent training jobs.
-pub async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+#[utoipa::path(
+    get,
+    path = "/api/v1/models",
+    operation_id = "list_models",
+    tag = "models",
+    summary = "List models and training jobs",
+    responses(
+        (status = 200, description = "Stored models and recent training jobs.", body = ModelList),
+        (status = 500, response = crate::openapi::Internal),
+        (status = 503, response = crate::openapi::Unavailable),
+    )
+)]
+pub async fn list(State(state): State<AppState>) -> Result<Json<ModelList>, ApiError> {
     let models = state.store.list_models().await?;
-    Ok(Json(json!({
-        "items": models.iter().map(model_view).collect::<Vec<_>>(),
-        "training": state.training.jobs(),
-    })))
+    Ok(Json(ModelList { items: models.iter().map(model_view).collect(), training: state.training.jobs() }))
 }
 
 /// Body of `POST /api/v1/models/train`.
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, Default, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TrainBody {
     /// Train on samples from this time (RFC 3339 or Unix ms; default: all).
+    #[schema(schema_with = crate::openapi::optional_time_input)]
     from: Option<Value>,
-    /// … up to this time (default: all).
+    /// … up to this time, exclusive (default: all).
+    #[schema(schema_with = crate::openapi::optional_time_input)]
     to: Option<Value>,
     /// Activate the model when training succeeds (default false).
     activate: Option<bool>,
-    /// Version label (default: `fleet-<time>`).
+    /// Version label, 1 to 100 bytes (default: `fleet-<time>`).
+    #[schema(min_length = 1, max_length = 100)]
     version: Option<String>,
 }
 
@@ -165,6 +209,24 @@ fn time_field(v: Option<&Value>, field: &str) -> Result<Option<i64>, ApiError> {
 }
 
 /// `POST /api/v1/models/train`: starts a job; answers 202 with it at once.
+#[utoipa::path(
+    post,
+    path = "/api/v1/models/train",
+    operation_id = "train_model",
+    tag = "models",
+    summary = "Train a model from stored telemetry",
+    description = "Starts a background job and answers with it at once; follow it at \
+        `/api/v1/models/train/{job}`. One job runs at a time. An empty body (no content type) means all \
+        defaults.",
+    request_body(content = Option<TrainBody>, content_type = "application/json"),
+    responses(
+        (status = 202, description = "The job, queued.", body = TrainJob),
+        (status = 400, response = crate::openapi::BadRequest),
+        (status = 409, description = "A training job is still running (`/problems/conflict`).",
+            body = ApiError, content_type = "application/problem+json"),
+        (status = 413, response = crate::openapi::PayloadTooLarge),
+    )
+)]
 pub async fn train(
     State(state): State<AppState>,
     body: Result<Json<TrainBody>, JsonRejection>,
@@ -327,6 +389,19 @@ async fn run_training(state: &AppState, id: u64, from: i64, to: i64) -> Result<(
 }
 
 /// `GET /api/v1/models/train/{job}`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/models/train/{job}",
+    operation_id = "get_training_job",
+    tag = "models",
+    summary = "Follow a training job",
+    params(("job" = u64, Path, description = "Job id.")),
+    responses(
+        (status = 200, description = "The job.", body = TrainJob),
+        (status = 400, response = crate::openapi::BadRequest),
+        (status = 404, response = crate::openapi::NotFound),
+    )
+)]
 pub async fn job(
     State(state): State<AppState>,
     id: Result<Path<u64>, PathRejection>,
@@ -340,10 +415,29 @@ pub async fn job(
 }
 
 /// `POST /api/v1/models/{id}/activate`: the registry first, then the running pipeline.
+#[utoipa::path(
+    post,
+    path = "/api/v1/models/{id}/activate",
+    operation_id = "activate_model",
+    tag = "models",
+    summary = "Activate a model",
+    description = "The registry first, then the running pipeline: requests already scoring finish with \
+        the bundle they hold, later ones get the new one.",
+    params(("id" = i64, Path, description = "Model id.")),
+    responses(
+        (status = 200, description = "The model, now active.", body = ModelView),
+        (status = 400, response = crate::openapi::BadRequest),
+        (status = 404, response = crate::openapi::NotFound),
+        (status = 409, description = "The stored model does not load (`/problems/conflict`).",
+            body = ApiError, content_type = "application/problem+json"),
+        (status = 500, response = crate::openapi::Internal),
+        (status = 503, response = crate::openapi::Unavailable),
+    )
+)]
 pub async fn activate(
     State(state): State<AppState>,
     id: Result<Path<i64>, PathRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ModelView>, ApiError> {
     let Path(id) = id.map_err(|_| ApiError::invalid("id", "model ids are integers"))?;
     let (record, blob) = state.store.model(id).await?;
     let bundle = FleetBundle::from_bytes(&blob)

@@ -19,8 +19,10 @@ use std::time::{Duration, Instant};
 
 use anomalyd_engine::fleet::{DeviceState, FeatureRow, FleetBundle, FleetScore, Sample};
 use anomalyd_store::{DedupPolicy, IngestBatch, NewAnomaly, Store, TelemetryRow};
+use serde::Serialize;
 use serde_json::{Value, json};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
+use utoipa::ToSchema;
 
 use crate::error::ApiError;
 use crate::now_ms;
@@ -89,12 +91,44 @@ pub struct IngestReply {
 impl IngestReply {
     /// The JSON body of `POST /api/v1/telemetry`.
     pub fn to_json(&self) -> Value {
-        json!({
-            "accepted": self.accepted,
-            "duplicates": self.duplicates,
-            "anomalies": self.anomalies,
-            "refused": self.refused.iter().map(|(i, r)| json!({"index": i, "reason": r})).collect::<Vec<_>>(),
-        })
+        serde_json::to_value(IngestSummary::from(self)).expect("plain numbers and strings serialise")
+    }
+}
+
+/// What one request's samples did, as `POST /api/v1/telemetry` answers.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct IngestSummary {
+    /// Samples newly stored.
+    pub accepted: u64,
+    /// Samples skipped as already stored for their (device, time).
+    pub duplicates: u64,
+    /// Anomalies found among the rows this request completed.
+    pub anomalies: u64,
+    /// Samples stored but not scored.
+    pub refused: Vec<RefusedSample>,
+}
+
+/// A sample stored but not scored.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct RefusedSample {
+    /// Position in the request.
+    pub index: usize,
+    /// Why it was not scored (e.g. out of order beyond the re-order tolerance).
+    pub reason: String,
+}
+
+impl From<&IngestReply> for IngestSummary {
+    fn from(r: &IngestReply) -> Self {
+        Self {
+            accepted: r.accepted,
+            duplicates: r.duplicates,
+            anomalies: r.anomalies,
+            refused: r
+                .refused
+                .iter()
+                .map(|(index, reason)| RefusedSample { index: *index, reason: reason.clone() })
+                .collect(),
+        }
     }
 }
 

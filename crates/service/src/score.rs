@@ -18,8 +18,9 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Query, State};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
 
 use crate::AppState;
 use crate::anomalies::query_error;
@@ -27,36 +28,109 @@ use crate::error::ApiError;
 use crate::pipeline::ActiveBundle;
 
 /// Most items in one request.
-const MAX_ITEMS: usize = 10_000;
+pub(crate) const MAX_ITEMS: usize = 10_000;
 
 /// Query string.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct Params {
+    /// Add the top features behind each score (default false).
     explain: Option<bool>,
+    /// How many top features with `explain=true` (default 3; clamped to 1..=64).
+    #[param(minimum = 0)]
     top: Option<usize>,
 }
 
-fn item_json(s: &FleetScore, version: &str) -> Value {
-    let mut v = json!({
-        "anomaly_score": s.anomaly_score,
-        "is_anomaly": s.is_anomaly(),
-        "grade": s.grade,
-        "severity": s.severity.as_str(),
-        "detectors": s.detectors,
-        "model_version": format!("{version}/{}", s.model),
-    });
-    if !s.explanation.is_empty() {
-        v["explanation"] = s
-            .explanation
+/// One feature's share in a row's anomaly score.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Attribution {
+    /// Feature name.
+    feature: String,
+    /// Share of the isolation credited to this feature; a row's weights sum to 1.
+    weight: f64,
+    /// Where the value lies relative to the training median.
+    #[schema(value_type = crate::openapi::Direction)]
+    direction: &'static str,
+    /// The row's value (`null` when missing).
+    value: Option<f64>,
+    /// Training p05 of the feature.
+    normal_low: Option<f64>,
+    /// Training p95 of the feature.
+    normal_high: Option<f64>,
+}
+
+/// One scored item.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ScoreResult {
+    /// Anomaly score of the model used.
+    anomaly_score: f64,
+    /// Whether any detector fired.
+    is_anomaly: bool,
+    /// Grade under that model's calibration, in [0, 1].
+    grade: f64,
+    /// Severity from the grade (raised to `high` when only rules fired).
+    #[schema(value_type = crate::openapi::Severity)]
+    severity: &'static str,
+    /// Detectors that fired: `model` and/or rule names.
+    detectors: Vec<String>,
+    /// `<model version>/<global|cohort:name>`.
+    model_version: String,
+    /// Top features, with `explain=true`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    explanation: Option<Vec<Attribution>>,
+}
+
+/// What became of one item of the request.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum ScoreOutcome {
+    /// The item's score.
+    Scored(ScoreResult),
+    /// A raw sample the device's streaming state refused (e.g. out of order).
+    Refused {
+        /// Why.
+        error: String,
+    },
+}
+
+/// Scores in the order of the request's items; `null` for a raw sample that produced no row
+/// of its own (a second sample of the same device and time).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ScoreResponse {
+    /// One entry per item.
+    items: Vec<Option<ScoreOutcome>>,
+}
+
+/// Finite `f32` as `f64`, `None` otherwise. Widening before serialisation keeps the digits
+/// the service has always sent (`serde_json` writes an `f32` with fewer).
+fn finite(x: f32) -> Option<f64> {
+    x.is_finite().then_some(f64::from(x))
+}
+
+fn scored(s: &FleetScore, version: &str) -> ScoreOutcome {
+    let explanation = (!s.explanation.is_empty()).then(|| {
+        s.explanation
             .iter()
-            .map(|e| {
-                json!({"feature": e.name, "weight": e.weight, "direction": e.direction.as_str(),
-                       "value": e.value, "normal_low": e.normal_low, "normal_high": e.normal_high})
+            .map(|e| Attribution {
+                feature: e.name.clone(),
+                weight: f64::from(e.weight),
+                direction: e.direction.as_str(),
+                value: finite(e.value),
+                normal_low: finite(e.normal_low),
+                normal_high: finite(e.normal_high),
             })
-            .collect();
-    }
-    v
+            .collect()
+    });
+    ScoreOutcome::Scored(ScoreResult {
+        anomaly_score: f64::from(s.anomaly_score),
+        is_anomaly: s.is_anomaly(),
+        grade: f64::from(s.grade),
+        severity: s.severity.as_str(),
+        detectors: s.detectors.clone(),
+        model_version: format!("{version}/{}", s.model),
+        explanation,
+    })
 }
 
 fn cohort_of(item: &serde_json::Map<String, Value>, at: &str) -> Result<Option<String>, ApiError> {
@@ -131,17 +205,44 @@ fn vector_item(
         (None, Some(_)) => {
             return Err(ApiError::invalid(&format!("{at}values"), "must be an array of numbers"));
         }
-        (None, None) => unreachable!("only called for vector items"),
+        // `{}` or `{"cohort": …}`: an item of no kind.
+        (None, None) => {
+            return Err(ApiError::invalid(
+                &format!("{at}features"),
+                "give `features`, `values`, or a raw sample with `device_id`, `ts` and `metrics`",
+            ));
+        }
     };
     Ok((cohort, values))
 }
 
 /// `POST /api/v1/score`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/score",
+    operation_id = "score",
+    tag = "scoring",
+    summary = "Score now, store nothing",
+    description = "The body is one item or an array of 1 to 10 000 items; each is a feature vector by \
+        name (`features`), a feature vector in the model's order (`values`) or a raw telemetry sample. \
+        Raw samples' features are computed from the samples of the same device in this request only, \
+        in time order, so a single raw sample sees windows of one. The answer always holds an array, \
+        in the order of the items.",
+    params(Params),
+    request_body(content = crate::openapi::ScoreRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "One outcome per item.", body = ScoreResponse),
+        (status = 400, response = crate::openapi::BadRequest),
+        (status = 409, description = "No model is active (`/problems/conflict`): train one and activate it.",
+            body = ApiError, content_type = "application/problem+json"),
+        (status = 413, response = crate::openapi::PayloadTooLarge),
+    )
+)]
 pub async fn score(
     State(state): State<AppState>,
     params: Result<Query<Params>, QueryRejection>,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ScoreResponse>, ApiError> {
     let Query(p) = params.map_err(|e| query_error(&e))?;
     let top = if p.explain.unwrap_or(false) { p.top.unwrap_or(3).clamp(1, 64) } else { 0 };
     let body = body.map_err(|e| ApiError::body_rejection(e.status(), e.body_text()))?;
@@ -159,7 +260,7 @@ pub async fn score(
     }
     let started = std::time::Instant::now();
     let n_items = items.len();
-    let mut out: Vec<Value> = vec![Value::Null; items.len()];
+    let mut out: Vec<Option<ScoreOutcome>> = (0..items.len()).map(|_| None).collect();
     let mut raw: Vec<(usize, anomalyd_engine::fleet::Sample)> = Vec::new();
     let mut interner = Interner::default();
     for (i, item) in items.into_iter().enumerate() {
@@ -176,14 +277,14 @@ pub async fn score(
         } else {
             let (cohort, values) = vector_item(&active, &map, &at)?;
             let s = active.bundle.score_one(cohort.as_deref(), &values, &[], true, top);
-            out[i] = item_json(&s, &active.version);
+            out[i] = Some(scored(&s, &active.version));
         }
     }
     if !raw.is_empty() {
         score_raw(&active, raw, top, &mut out);
     }
     crate::telemetry_metrics::record_inference("forest", n_items, started.elapsed());
-    Ok(Json(json!({"items": out})))
+    Ok(Json(ScoreResponse { items: out }))
 }
 
 /// Raw samples: per device in time order through a fresh streaming state.
@@ -191,7 +292,7 @@ fn score_raw(
     active: &ActiveBundle,
     mut raw: Vec<(usize, anomalyd_engine::fleet::Sample)>,
     top: usize,
-    out: &mut [Value],
+    out: &mut [Option<ScoreOutcome>],
 ) {
     let config = &active.bundle.config;
     raw.sort_by(|a, b| a.1.device_id.cmp(&b.1.device_id).then(a.1.ts.cmp(&b.1.ts)));
@@ -202,7 +303,7 @@ fn score_raw(
         index.insert((s.device_id.clone(), s.ts.0), i);
         let state = states.entry(s.device_id.clone()).or_insert_with(|| DeviceState::new(config));
         if let Err(reason) = state.push(config, s, &mut rows) {
-            out[i] = json!({"error": reason.to_string()});
+            out[i] = Some(ScoreOutcome::Refused { error: reason.to_string() });
         }
     }
     for state in states.values_mut() {
@@ -211,7 +312,7 @@ fn score_raw(
     for row in rows {
         if let Some(&i) = index.get(&(row.device_id.clone(), row.ts.0)) {
             let s = active.bundle.score_one(row.cohort.as_deref(), &row.values, &row.rules_fired, true, top);
-            out[i] = item_json(&s, &active.version);
+            out[i] = Some(scored(&s, &active.version));
         }
     }
 }

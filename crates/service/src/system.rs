@@ -8,16 +8,18 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use sysinfo::{Pid, ProcessRefreshKind, ProcessesToUpdate, RefreshKind, System};
+use utoipa::ToSchema;
 
 use crate::pipeline::Pipeline;
 
-/// The latest measurement.
-#[derive(Debug, Clone, Default, Serialize)]
+/// The latest measurement. Percentages are `f64` although sysinfo measures `f32`: the JSON
+/// has always carried the widened value's digits.
+#[derive(Debug, Clone, Default, Serialize, ToSchema)]
 pub struct SystemStatus {
     /// Machine CPU use, percent of all cores.
-    pub cpu_pct: f32,
+    pub cpu_pct: f64,
     /// This process's CPU use, percent of one core.
-    pub process_cpu_pct: f32,
+    pub process_cpu_pct: f64,
     /// This process's resident memory, bytes.
     pub process_rss_bytes: u64,
     /// Machine memory in use, bytes.
@@ -68,8 +70,8 @@ impl SystemMonitor {
                 let secs = last_at.elapsed().as_secs_f64().max(1e-3);
                 let process = sys.process(pid);
                 let status = SystemStatus {
-                    cpu_pct: sys.global_cpu_usage(),
-                    process_cpu_pct: process.map_or(0.0, |p| p.cpu_usage()),
+                    cpu_pct: f64::from(sys.global_cpu_usage()),
+                    process_cpu_pct: process.map_or(0.0, |p| f64::from(p.cpu_usage())),
                     process_rss_bytes: process.map_or(0, |p| p.memory()),
                     memory_used_bytes: sys.used_memory(),
                     memory_total_bytes: sys.total_memory(),

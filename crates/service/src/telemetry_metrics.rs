@@ -76,6 +76,19 @@ pub async fn track(request: Request, next: Next) -> Response {
 }
 
 /// `GET /metrics`.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    operation_id = "metrics",
+    tag = "health",
+    summary = "Prometheus metrics",
+    description = "Request latency by route, method and status; ingest, queue, database pool, process \
+        and inference metrics, in the Prometheus text exposition format 0.0.4.",
+    responses(
+        (status = 200, description = "The metrics.", body = String,
+            content_type = "text/plain; version=0.0.4; charset=utf-8"),
+    )
+)]
 pub async fn render(State(state): State<AppState>) -> Response {
     let c = state.pipeline.counters();
     metrics::counter!("anomalyd_ingest_samples_stored_total")
@@ -93,7 +106,7 @@ pub async fn render(State(state): State<AppState>) -> Response {
     metrics::gauge!("anomalyd_db_pool_idle_connections").set(idle as f64);
     let sys = state.system.latest();
     metrics::gauge!("anomalyd_process_resident_memory_bytes").set(sys.process_rss_bytes as f64);
-    metrics::gauge!("anomalyd_process_cpu_percent").set(f64::from(sys.process_cpu_pct));
+    metrics::gauge!("anomalyd_process_cpu_percent").set(sys.process_cpu_pct);
     metrics::gauge!("anomalyd_ingest_samples_per_second").set(sys.ingest_samples_per_sec);
     metrics::gauge!("anomalyd_model_active").set(if state.pipeline.bundle().is_some() { 1.0 } else { 0.0 });
     let mut res = handle().render().into_response();

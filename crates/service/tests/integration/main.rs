@@ -2,7 +2,9 @@
 
 mod dashboard;
 mod fleet;
+mod openapi;
 
+use anomalyd_engine::fleet::FleetBundle;
 use anomalyd_service::{AppState, serve};
 use anomalyd_store::{IngestBatch, NewAnomaly, Store, StoreOptions, TelemetryRow};
 use serde_json::{Value, json};
@@ -14,6 +16,12 @@ struct Server {
 }
 
 async fn server(anomalies: i64) -> Server {
+    server_with(anomalies, None).await
+}
+
+/// `anomalies` stored anomalies (with their samples and incidents) over devices d0..d2, and
+/// `bundle` scoring when given.
+async fn server_with(anomalies: i64, bundle: Option<FleetBundle>) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let store =
         Store::open(dir.path().join("a.db").to_str().unwrap(), &StoreOptions::default()).await.unwrap();
@@ -46,7 +54,7 @@ async fn server(anomalies: i64) -> Server {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(serve(listener, AppState::new(store, None), async {
+    tokio::spawn(serve(listener, AppState::new(store, bundle), async {
         let _ = stopped.await;
     }));
     Server { base, _dir: dir, _stop: stop }
