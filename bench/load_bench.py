@@ -253,7 +253,6 @@ def main():
     results["seed_secs"] = seed_secs
     if a.anchor_python:
         log("load: anchor, FastAPI + scikit-learn, same request")
-        import numpy as np  # noqa: F401 (only the anchor run needs the rows file)
         names = list(json.loads(body)["features"].keys())
         rows_path = os.path.join(work, "rows.npy")
         subprocess.run([a.anchor_python, "-c", (

@@ -263,6 +263,29 @@ struct Worker {
     states_of: Option<Arc<ActiveBundle>>,
 }
 
+/// Scored batches that may wait for the writer.
+const WRITE_QUEUE: usize = 16;
+/// The writer merges waiting batches up to this many samples per transaction.
+const MERGE_SAMPLES: usize = 50_000;
+
+impl WriteJob {
+    fn absorb(&mut self, other: WriteJob) {
+        let b = &mut self.batch;
+        // A batch without requests (anomalies of held-back samples) adds no telemetry.
+        if b.requests.is_empty() && !b.telemetry.is_empty() {
+            b.requests.push(b.telemetry.len());
+        }
+        if other.batch.requests.is_empty() && !other.batch.telemetry.is_empty() {
+            b.requests.push(other.batch.telemetry.len());
+        } else {
+            b.requests.extend(other.batch.requests);
+        }
+        b.telemetry.extend(other.batch.telemetry);
+        b.anomalies.extend(other.batch.anomalies);
+        self.waiting.extend(other.waiting);
+    }
+}
+
 /// A feature row waiting to be scored, with the request it belongs to.
 struct Pending {
     row: FeatureRow,
@@ -271,11 +294,12 @@ struct Pending {
 }
 
 impl Worker {
-    /// Two stages: this task computes features and scores batch N+1 while the writer task
-    /// commits batch N (SQLite runs on its own thread), so CPU and disk overlap. The channel
-    /// between them holds one batch, which bounds memory.
+    /// Two stages: this task computes features and scores the next batches while the writer
+    /// task commits the previous ones (SQLite runs on its own thread), so CPU and disk
+    /// overlap. Memory stays bounded by the queue's permits, which a request holds until it
+    /// is answered.
     async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Job>) {
-        let (to_writer, writer_rx) = mpsc::channel::<WriteJob>(1);
+        let (to_writer, writer_rx) = mpsc::channel::<WriteJob>(WRITE_QUEUE);
         let writer = tokio::spawn(write_loop(self.store.clone(), self.shared.clone(), writer_rx));
         let mut tick = tokio::time::interval(self.settings.flush_after.max(Duration::from_millis(50)) / 2);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -390,7 +414,14 @@ impl Worker {
 
 /// The writer stage: one transaction per batch, then the replies.
 async fn write_loop(store: Store, shared: Arc<Shared>, mut rx: mpsc::Receiver<WriteJob>) {
-    while let Some(WriteJob { batch, waiting }) = rx.recv().await {
+    while let Some(mut job) = rx.recv().await {
+        // Batches that queued up while the last commit ran go into one transaction: under
+        // load the fsync and per-statement costs are shared by more samples.
+        while job.batch.telemetry.len() < MERGE_SAMPLES {
+            let Ok(more) = rx.try_recv() else { break };
+            job.absorb(more);
+        }
+        let WriteJob { batch, waiting } = job;
         let started = Instant::now();
         let result = store.ingest(&batch, now_ms()).await;
         metrics::histogram!("anomalyd_ingest_commit_duration_seconds")
