@@ -29,6 +29,9 @@ pub struct Readiness {
     /// Always `ok`.
     #[schema(schema_with = ok)]
     database: &'static str,
+    /// Version of the model scoring telemetry; null when none is active (telemetry is then
+    /// stored but not scored, which does not make the service unready).
+    model: Option<String>,
 }
 
 fn ready() -> utoipa::openapi::schema::ObjectBuilder {
@@ -49,14 +52,14 @@ pub async fn healthz() -> Json<Liveness> {
     Json(Liveness { status: "ok" })
 }
 
-/// `GET /readyz`: the database answers.
+/// `GET /readyz`: the database answers; reports the active model.
 #[utoipa::path(
     get,
     path = "/readyz",
     operation_id = "readyz",
     tag = "health",
     summary = "Readiness",
-    description = "The database answers.",
+    description = "The database answers; `model` is the active model's version, or null.",
     responses(
         (status = 200, description = "Ready.", body = Readiness),
         (status = 503, response = crate::openapi::Unavailable),
@@ -64,5 +67,6 @@ pub async fn healthz() -> Json<Liveness> {
 )]
 pub async fn readyz(State(state): State<AppState>) -> Result<Json<Readiness>, ApiError> {
     state.store.ping().await.map_err(|e| ApiError::unavailable(format!("database: {e}")))?;
-    Ok(Json(Readiness { status: "ready", database: "ok" }))
+    let model = state.pipeline.bundle().map(|b| b.version.clone());
+    Ok(Json(Readiness { status: "ready", database: "ok", model }))
 }

@@ -315,6 +315,8 @@ async fn score_takes_vectors_and_raw_samples_and_names_bad_fields() {
 #[tokio::test]
 async fn models_train_from_stored_telemetry_and_swap_without_failing_requests() {
     let s = start(None, PipelineSettings::default()).await;
+    let (_, ready) = get(&format!("{}/readyz", s.base)).await;
+    assert!(ready["model"].is_null(), "{ready}");
     let (samples, _) =
         simulate(&SimParams { devices: 30, samples: 120, seed: 4, fault_rate: 0.0, ..Default::default() });
     let n = samples.len();
@@ -424,6 +426,8 @@ async fn models_train_from_stored_telemetry_and_swap_without_failing_requests() 
         .map(|m| m["version"].as_str().unwrap())
         .collect();
     assert_eq!(active, ["m1"], "exactly one active model, the last activated");
+    let (status, ready) = get(&format!("{}/readyz", s.base)).await;
+    assert_eq!((status, ready["model"].as_str()), (200, Some("m1")));
     let (status, _) = activate(424242).await;
     assert_eq!(status, 404);
 }
