@@ -96,13 +96,13 @@ impl From<StoreError> for ApiError {
             StoreError::NotFound { .. } => ApiError::not_found(e.to_string()),
             StoreError::BadCursor(_) => ApiError::invalid("cursor", e.to_string()),
             StoreError::Invalid(msg) => ApiError::bad_body(msg),
-            StoreError::Database(sqlx_err) => {
-                tracing::error!(error = %sqlx_err, "database error");
-                if matches!(sqlx_err, anomalyd_store::SqlxError::PoolTimedOut) {
-                    ApiError::unavailable("the database is busy; retry shortly")
-                } else {
-                    ApiError::internal()
-                }
+            StoreError::Busy(detail) => {
+                tracing::warn!(%detail, "database busy");
+                ApiError::unavailable("the database is busy; retry shortly")
+            }
+            StoreError::Database(err) => {
+                tracing::error!(error = %err, "database error");
+                ApiError::internal()
             }
             StoreError::Migration(_) | StoreError::Config(_) => {
                 tracing::error!(error = %e, "store error");

@@ -7,7 +7,11 @@ use thiserror::Error;
 pub enum StoreError {
     /// The database failed or is unreachable.
     #[error("database error: {0}")]
-    Database(#[from] sqlx::Error),
+    Database(sqlx::Error),
+    /// No connection could be had in time (the pool is exhausted or the database locked):
+    /// worth retrying.
+    #[error("database busy: {0}")]
+    Busy(String),
     /// A migration could not be applied.
     #[error("database migration failed: {0}")]
     Migration(String),
@@ -28,4 +32,20 @@ pub enum StoreError {
     /// A request that the data does not allow (e.g. an impossible status change).
     #[error("{0}")]
     Invalid(String),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        match e {
+            sqlx::Error::PoolTimedOut => {
+                StoreError::Busy("no database connection within the acquire timeout".into())
+            }
+            // SQLITE_BUSY (5) and SQLITE_LOCKED (6): another writer held the lock past the
+            // busy timeout.
+            sqlx::Error::Database(ref d) if matches!(d.code().as_deref(), Some("5" | "6" | "517")) => {
+                StoreError::Busy(d.message().to_string())
+            }
+            other => StoreError::Database(other),
+        }
+    }
 }

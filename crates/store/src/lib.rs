@@ -31,8 +31,6 @@ pub use incidents::{DedupPolicy, IncidentFilter, IncidentRecord, incident_key};
 pub use ingest::{IngestBatch, IngestOutcome, TelemetryRow};
 pub use insights::{AttributeCorrelation, DashboardStats, TrendBucket};
 pub use models::{ModelRecord, NewModel, TrainingRow};
-/// The driver's error type, for callers that classify database failures.
-pub use sqlx::Error as SqlxError;
 
 /// Store result.
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;

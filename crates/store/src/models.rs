@@ -56,7 +56,7 @@ impl Store {
             sqlx::Error::Database(d) if d.is_unique_violation() => {
                 StoreError::Invalid(format!("a model with version `{}` exists", m.version))
             }
-            _ => StoreError::Database(e),
+            _ => StoreError::from(e),
         })?;
         Ok(id)
     }

@@ -170,3 +170,21 @@ async fn devices_are_listed_by_id_with_their_latest_samples() {
     assert!(matches!(store.device("nope").await, Err(StoreError::NotFound { .. })));
     assert!(matches!(store.list_devices(None, Some("garbage"), 2).await, Err(StoreError::BadCursor(_))));
 }
+
+#[tokio::test]
+async fn a_locked_database_is_reported_as_busy_not_as_a_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a.db");
+    let path = path.to_str().unwrap();
+    let holder = Store::open(path, &StoreOptions::default()).await.unwrap();
+    let impatient =
+        StoreOptions { busy_timeout: std::time::Duration::from_millis(100), ..Default::default() };
+    let writer = Store::open(path, &impatient).await.unwrap();
+    let lock = holder.hold_write_lock().await.unwrap();
+    let err = writer.ingest(&batch("d1", 0, 5, 1), 1).await.unwrap_err();
+    assert!(matches!(err, StoreError::Busy(_)), "{err:?}");
+    drop(lock);
+    // Nothing of the refused batch was written; the retry succeeds.
+    let out = writer.ingest(&batch("d1", 0, 5, 1), 1).await.unwrap();
+    assert_eq!((out.inserted, out.anomalies), (5, 5));
+}
