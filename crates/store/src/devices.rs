@@ -31,6 +31,12 @@ pub struct TelemetryRecord {
     pub metrics: String,
 }
 
+/// The stored `last_seen` is only the time of the device's first batch (updating it on every
+/// sample rewrote a device row per sample); the latest sample time is one seek in the
+/// telemetry index.
+const COLUMNS: &str = "id, cohort, labels, first_seen,
+    COALESCE((SELECT MAX(t.ts) FROM telemetry t WHERE t.device_id = devices.id), last_seen) AS last_seen";
+
 fn encode(id: &str) -> String {
     let mut s = String::with_capacity(1 + 2 * id.len());
     s.push('d');
@@ -62,7 +68,8 @@ impl Store {
         limit: u32,
     ) -> Result<Page<DeviceRecord>> {
         let limit = limit.clamp(1, 1000);
-        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new("SELECT * FROM devices WHERE 1 = 1");
+        let mut q: QueryBuilder<Sqlite> =
+            QueryBuilder::new(format!("SELECT {COLUMNS} FROM devices WHERE 1 = 1"));
         if let Some(c) = cohort {
             q.push(" AND cohort = ").push_bind(c.to_string());
         }
@@ -80,7 +87,7 @@ impl Store {
 
     /// One device.
     pub async fn device(&self, id: &str) -> Result<DeviceRecord> {
-        sqlx::query_as("SELECT * FROM devices WHERE id = ?")
+        sqlx::query_as(&format!("SELECT {COLUMNS} FROM devices WHERE id = ?"))
             .bind(id)
             .fetch_optional(self.pool())
             .await?

@@ -122,12 +122,17 @@ async fn upsert_devices(conn: &mut SqliteConnection, rows: &[TelemetryRow]) -> R
         q.push_values(chunk, |mut b, d| {
             b.push_bind(d.id).push_bind(d.cohort).push_bind(d.labels).push_bind(d.first).push_bind(d.last);
         });
+        // Only a new device or a changed cohort or label set writes: rewriting every device
+        // row on every batch cost twice as much as storing the samples themselves. The
+        // latest sample time is read from the telemetry index instead (see devices.rs).
         q.push(
             " ON CONFLICT (id) DO UPDATE SET
                cohort = COALESCE(excluded.cohort, devices.cohort),
                labels = CASE WHEN excluded.labels = '{}' THEN devices.labels ELSE excluded.labels END,
-               first_seen = MIN(devices.first_seen, excluded.first_seen),
-               last_seen = MAX(devices.last_seen, excluded.last_seen)",
+               first_seen = MIN(devices.first_seen, excluded.first_seen)
+             WHERE (excluded.cohort IS NOT NULL AND excluded.cohort IS NOT devices.cohort)
+                OR (excluded.labels != '{}' AND excluded.labels != devices.labels)
+                OR excluded.first_seen < devices.first_seen",
         );
         q.build().execute(&mut *conn).await?;
     }
