@@ -211,7 +211,8 @@ def main():
 
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    server = subprocess.Popen([exe, "serve", "--listen", f"127.0.0.1:{port}", "--data-dir", db, "--model", bundle],
+    server = subprocess.Popen([exe, "serve", "--listen", f"127.0.0.1:{port}", "--data-dir", db, "--model", bundle,
+                               "--insecure-no-auth"],
                               stderr=subprocess.PIPE, text=True)
     results = {}
     try:

@@ -37,6 +37,25 @@ pub struct Settings {
     pub incidents: IncidentSettings,
     /// Connection pool.
     pub database: DatabaseSettings,
+    /// API keys.
+    pub auth: AuthConfig,
+}
+
+/// `[auth]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// Paths served without a key.
+    pub public_paths: Vec<String>,
+    /// Milliseconds a key lookup is reused (how long a revoked key may still pass).
+    pub key_cache_ms: u64,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        let a = anomalyd_service::auth::AuthSettings::default();
+        Self { public_paths: a.public_paths, key_cache_ms: a.cache_ttl.as_millis() as u64 }
+    }
 }
 
 /// `[ingest]`.
@@ -85,6 +104,7 @@ impl Default for Settings {
             ingest: IngestSettings::default(),
             incidents: IncidentSettings::default(),
             database: DatabaseSettings::default(),
+            auth: AuthConfig::default(),
         }
     }
 }
@@ -267,6 +287,11 @@ impl Settings {
                     .unwrap_or(i64::MAX),
                 evidence_samples: self.incidents.evidence_samples,
             },
+        };
+        s.auth = anomalyd_service::auth::AuthSettings {
+            mode: anomalyd_service::auth::AuthMode::ApiKeys,
+            public_paths: self.auth.public_paths.clone(),
+            cache_ttl: Duration::from_millis(self.auth.key_cache_ms),
         };
         Ok(s)
     }

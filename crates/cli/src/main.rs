@@ -62,6 +62,8 @@ enum Command {
     Demo(commands::demo::DemoArgs),
     /// Serve the HTTP API (health probes, anomalies) on the configured database.
     Serve(commands::serve::ServeArgs),
+    /// Create, list and revoke API keys.
+    Keys(commands::keys::KeysArgs),
     /// Show the merged server settings (`config show`).
     Config(commands::config_show::ConfigArgs),
     /// Create the database or apply pending schema migrations.
@@ -92,6 +94,7 @@ fn main() -> ExitCode {
         Command::Simulate(a) => commands::simulate::run(a),
         Command::Migrate(a) => commands::migrate::run(a),
         Command::Config(a) => commands::config_show::run(a),
+        Command::Keys(a) => commands::keys::run(a),
         Command::Serve(a) => commands::serve::run(a),
         Command::Demo(a) => commands::demo::run(a),
         Command::EvaluateStream(a) => commands::evaluate_stream::run(a),

@@ -6,6 +6,7 @@
 //! with interactive docs at `/docs`.
 
 mod anomalies;
+pub mod auth;
 mod dashboard;
 mod devices;
 pub mod error;
@@ -43,6 +44,8 @@ pub struct ServiceSettings {
     pub pipeline: PipelineSettings,
     /// Features, rules and model settings used when training from stored telemetry.
     pub fleet_config: FleetConfig,
+    /// API keys.
+    pub auth: auth::AuthSettings,
 }
 
 impl Default for ServiceSettings {
@@ -51,6 +54,7 @@ impl Default for ServiceSettings {
             pipeline: PipelineSettings::default(),
             fleet_config: FleetConfig::from_toml(DEFAULT_FLEET_CONFIG)
                 .expect("the shipped configuration is valid"),
+            auth: auth::AuthSettings::default(),
         }
     }
 }
@@ -68,14 +72,18 @@ pub struct AppState {
     pub settings: Arc<ServiceSettings>,
     /// CPU, memory and ingest rate, measured in the background.
     pub system: Arc<system::SystemMonitor>,
+    /// Recent API key lookups.
+    pub keys: Arc<auth::KeyCache>,
 }
 
 impl AppState {
-    /// State over `store` with default settings, scoring with `bundle` when given (labelled
-    /// version `file`). Starts the ingest worker, so it must run inside a tokio runtime.
+    /// State over `store` with default settings but no authentication (tests and in-process
+    /// embedding), scoring with `bundle` when given (labelled version `file`). Starts the
+    /// ingest worker, so it must run inside a tokio runtime.
     pub fn new(store: Store, bundle: Option<FleetBundle>) -> Self {
         let bundle = bundle.map(|bundle| ActiveBundle { bundle, version: "file".into(), model_id: None });
-        Self::with_settings(store, bundle, ServiceSettings::default())
+        let settings = ServiceSettings { auth: auth::AuthSettings::disabled(), ..ServiceSettings::default() };
+        Self::with_settings(store, bundle, settings)
     }
 
     /// State with explicit settings and bundle.
@@ -90,6 +98,7 @@ impl AppState {
             training: Arc::new(models::Training::default()),
             settings: Arc::new(settings),
             system,
+            keys: Arc::new(auth::KeyCache::default()),
         }
     }
 
@@ -109,44 +118,54 @@ pub const MAX_BODY_BYTES: usize = 8 << 20;
 /// Declares the routes once, giving both [`ROUTES`] and the router that serves them, so a
 /// route cannot be served without being listed (and the OpenAPI test then demands its docs).
 macro_rules! api_routes {
-    ($($method:ident $path:literal => $handler:path;)*) => {
+    ($($method:ident $path:literal => $handler:path, $scope:ident;)*) => {
         /// Every route of the API as (method, path) — all of them documented in
         /// [`openapi::ApiDoc`]. The document itself and `/docs` are served besides.
         pub const ROUTES: &[(&str, &str)] = &[$((stringify!($method), $path)),*];
 
-        fn api_routes() -> Router<AppState> {
-            // Routes on one path merge into one method router.
-            Router::new()$(.route($path, on(MethodFilter::$method, $handler)))*
+        /// The scope each route of [`ROUTES`] needs, in the same order.
+        pub const ROUTE_SCOPES: &[auth::Scope] = &[$(auth::Scope::$scope),*];
+
+        fn api_routes(state: &AppState) -> Router<AppState> {
+            // Routes on one path merge into one method router; each method carries its own
+            // scope check.
+            Router::new()$(.route(
+                $path,
+                on(MethodFilter::$method, $handler).route_layer(axum::middleware::from_fn_with_state(
+                    (state.clone(), auth::Scope::$scope),
+                    auth::require,
+                )),
+            ))*
         }
     };
 }
 
 api_routes! {
-    GET "/healthz" => health::healthz;
-    GET "/readyz" => health::readyz;
-    POST "/api/v1/telemetry" => ingest::ingest;
-    GET "/api/v1/anomalies" => anomalies::list;
-    GET "/api/v1/devices" => devices::list;
-    GET "/api/v1/devices/{id}" => devices::detail;
-    GET "/api/v1/anomalies/{id}" => anomalies::detail;
-    PATCH "/api/v1/anomalies/{id}" => anomalies::update;
-    GET "/api/v1/incidents" => incidents::list;
-    GET "/api/v1/incidents/{id}" => incidents::detail;
-    PATCH "/api/v1/incidents/{id}" => incidents::update;
-    POST "/api/v1/score" => score::score;
-    GET "/api/v1/dashboard/stats" => dashboard::stats;
-    GET "/api/v1/dashboard/trends" => dashboard::trends;
-    GET "/api/v1/insights/correlations" => insights::correlations;
-    GET "/api/v1/models" => models::list;
-    POST "/api/v1/models/train" => models::train;
-    GET "/api/v1/models/train/{job}" => models::job;
-    POST "/api/v1/models/{id}/activate" => models::activate;
-    GET "/metrics" => telemetry_metrics::render;
+    GET "/healthz" => health::healthz, Public;
+    GET "/readyz" => health::readyz, Public;
+    POST "/api/v1/telemetry" => ingest::ingest, Write;
+    GET "/api/v1/anomalies" => anomalies::list, Read;
+    GET "/api/v1/devices" => devices::list, Read;
+    GET "/api/v1/devices/{id}" => devices::detail, Read;
+    GET "/api/v1/anomalies/{id}" => anomalies::detail, Read;
+    PATCH "/api/v1/anomalies/{id}" => anomalies::update, Write;
+    GET "/api/v1/incidents" => incidents::list, Read;
+    GET "/api/v1/incidents/{id}" => incidents::detail, Read;
+    PATCH "/api/v1/incidents/{id}" => incidents::update, Write;
+    POST "/api/v1/score" => score::score, Write;
+    GET "/api/v1/dashboard/stats" => dashboard::stats, Read;
+    GET "/api/v1/dashboard/trends" => dashboard::trends, Read;
+    GET "/api/v1/insights/correlations" => insights::correlations, Read;
+    GET "/api/v1/models" => models::list, Read;
+    POST "/api/v1/models/train" => models::train, Admin;
+    GET "/api/v1/models/train/{job}" => models::job, Read;
+    POST "/api/v1/models/{id}/activate" => models::activate, Admin;
+    GET "/metrics" => telemetry_metrics::render, Read;
 }
 
 /// All routes with their middleware.
 pub fn router(state: AppState) -> Router {
-    api_routes()
+    api_routes(&state)
         .merge(openapi::docs_router())
         // Enforced by the body extractors, whose rejection the handlers turn into problem+json.
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))

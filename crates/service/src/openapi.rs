@@ -66,7 +66,7 @@ pub const DOCS_PATH: &str = "/docs";
         schemas(ApiError),
         responses(BadRequest, NotFound, PayloadTooLarge, Unavailable, Internal, RequestTimeout)
     ),
-    modifiers(&EveryOperationMayTimeOut, &OptionalBodiesAreNotNull),
+    modifiers(&EveryOperationMayTimeOut, &OptionalBodiesAreNotNull, &BearerKeys),
     tags(
         (name = "telemetry", description = "Ingest device telemetry."),
         (name = "anomalies", description = "Anomalies found in the telemetry, and their triage."),
@@ -102,6 +102,73 @@ fn operations(openapi: &mut utoipa::openapi::OpenApi) -> impl Iterator<Item = &m
         .into_iter()
         .flatten()
     })
+}
+
+/// API keys: the bearer scheme, required by every route but the public probes, each
+/// operation's scope in its description, and the 401/403 answers.
+struct BearerKeys;
+
+impl Modify for BearerKeys {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("An API key from `anomalyd keys create`."))
+                    .build(),
+            ),
+        );
+        let problem = |description: &str| {
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    "application/problem+json",
+                    utoipa::openapi::ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("ApiError")))
+                        .build(),
+                )
+                .build()
+        };
+        components.responses.insert(
+            "Unauthorized".into(),
+            RefOr::T(problem("No API key, or an unknown or revoked one (`WWW-Authenticate: Bearer`).")),
+        );
+        components
+            .responses
+            .insert("Forbidden".into(), RefOr::T(problem("The API key lacks the scope this route needs.")));
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            for (method, op) in [
+                ("GET", &mut item.get),
+                ("POST", &mut item.post),
+                ("PATCH", &mut item.patch),
+                ("DELETE", &mut item.delete),
+                ("PUT", &mut item.put),
+            ] {
+                let Some(op) = op.as_mut() else { continue };
+                let scope = crate::ROUTES
+                    .iter()
+                    .position(|&(m, p)| m == method && p == path)
+                    .map_or(crate::auth::Scope::Read, |i| crate::ROUTE_SCOPES[i]);
+                if scope == crate::auth::Scope::Public {
+                    op.security = Some(Vec::new());
+                    continue;
+                }
+                op.security = Some(vec![SecurityRequirement::new("api_key", Vec::<String>::new())]);
+                let note = format!("Needs an API key with the `{}` scope.", scope.as_str());
+                op.description = Some(match op.description.take() {
+                    Some(d) => format!("{d}\n\n{note}"),
+                    None => note,
+                });
+                op.responses
+                    .responses
+                    .insert("401".into(), RefOr::Ref(Ref::from_response_name("Unauthorized")));
+                op.responses.responses.insert("403".into(), RefOr::Ref(Ref::from_response_name("Forbidden")));
+            }
+        }
+    }
 }
 
 /// The timeout layer answers any route with an empty 408, so every operation documents it.

@@ -247,10 +247,14 @@ struct DeviceSlot {
     last_push: Instant,
 }
 
+/// A request waiting for its batch to be durable: where to answer, its queue permit, and
+/// the answer so far.
+type Waiting = (oneshot::Sender<Result<IngestReply, ApiError>>, OwnedSemaphorePermit, IngestReply);
+
 /// A batch ready to be written, with the requests waiting for it.
 struct WriteJob {
     batch: IngestBatch,
-    waiting: Vec<(oneshot::Sender<Result<IngestReply, ApiError>>, OwnedSemaphorePermit, IngestReply)>,
+    waiting: Vec<Waiting>,
 }
 
 struct Worker {

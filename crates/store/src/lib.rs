@@ -14,6 +14,7 @@ mod error;
 mod incidents;
 mod ingest;
 mod insights;
+mod keys;
 mod models;
 
 use std::str::FromStr;
@@ -30,6 +31,7 @@ pub use error::StoreError;
 pub use incidents::{DedupPolicy, IncidentFilter, IncidentRecord, incident_key};
 pub use ingest::{IngestBatch, IngestOutcome, TelemetryRow};
 pub use insights::{AttributeCorrelation, DashboardStats, TrendBucket};
+pub use keys::{ApiKeyRecord, hash_key};
 pub use models::{ModelRecord, NewModel, TrainingRow};
 
 /// Store result.

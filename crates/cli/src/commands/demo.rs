@@ -61,7 +61,16 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
     runtime.block_on(async {
         let store =
             Store::open(&url, &StoreOptions::default()).await.map_err(|e| anyhow::anyhow!("{url}: {e}"))?;
-        let state = AppState::with_settings(store.clone(), None, ServiceSettings::default());
+        // The demo serves without API keys, so it only ever listens on loopback.
+        let listener = tokio::net::TcpListener::bind(&args.listen)
+            .await
+            .map_err(|e| InputError(format!("cannot listen on {}: {e}", args.listen)))?;
+        super::serve::check_no_auth_is_local(listener.local_addr()?)?;
+        let settings = ServiceSettings {
+            auth: anomalyd_service::auth::AuthSettings::disabled(),
+            ..ServiceSettings::default()
+        };
+        let state = AppState::with_settings(store.clone(), None, settings);
         let fail = |e: ApiError| anyhow::anyhow!("{}", e.detail);
         // History first, stored without a model; then a model trained from it through the
         // same path as POST /api/v1/models/train, activated; then the history again, which
@@ -86,11 +95,8 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
         for chunk in history.chunks(5_000) {
             ingest_samples(&state, chunk.to_vec()).await.map_err(fail)?;
         }
-        let listener = tokio::net::TcpListener::bind(&args.listen)
-            .await
-            .map_err(|e| InputError(format!("cannot listen on {}: {e}", args.listen)))?;
         let addr = listener.local_addr()?;
-        eprintln!("\nanomalyd demo is running: http://{addr}");
+        eprintln!("\nanomalyd demo is running: http://{addr} (loopback, no API keys needed)");
         eprintln!("  anomalies:  curl -s 'http://{addr}/api/v1/anomalies?limit=5'");
         eprintln!("  incidents:  curl -s 'http://{addr}/api/v1/incidents?limit=5'");
         eprintln!("  stats:      curl -s 'http://{addr}/api/v1/dashboard/stats'");

@@ -8,6 +8,7 @@ pub mod demo;
 pub mod evaluate;
 pub mod evaluate_stream;
 pub mod inspect;
+pub mod keys;
 pub mod migrate;
 pub mod score;
 pub mod serve;

@@ -19,6 +19,23 @@ pub struct ServeArgs {
     /// without one, the model the registry marks active scores it (if there is one).
     #[arg(long)]
     model: Option<std::path::PathBuf>,
+    /// Serve without API keys (development only): refused unless the listen address is
+    /// loopback.
+    #[arg(long)]
+    insecure_no_auth: bool,
+}
+
+/// Refuses to serve without keys on anything but loopback.
+pub fn check_no_auth_is_local(addr: std::net::SocketAddr) -> anyhow::Result<()> {
+    if addr.ip().is_loopback() {
+        Ok(())
+    } else {
+        Err(InputError(format!(
+            "--insecure-no-auth serves without API keys and is only allowed on loopback, not {addr}; \
+             create a key with `anomalyd keys create` instead"
+        ))
+        .into())
+    }
 }
 
 /// Resolves on Ctrl-C or SIGTERM.
@@ -41,7 +58,10 @@ pub async fn shutdown_signal() {
 pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
     let (settings, _) = load(&args.flags, &process_env())?;
     let url = settings.database_url()?;
-    let service = settings.service()?;
+    let mut service = settings.service()?;
+    if args.insecure_no_auth {
+        service.auth = anomalyd_service::auth::AuthSettings::disabled();
+    }
     let bundle = match &args.model {
         None => None,
         Some(p) => {
@@ -60,6 +80,10 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
         let listener = tokio::net::TcpListener::bind(&settings.listen)
             .await
             .map_err(|e| InputError(format!("cannot listen on {}: {e}", settings.listen)))?;
+        if args.insecure_no_auth {
+            check_no_auth_is_local(listener.local_addr()?)?;
+            eprintln!("warning: serving WITHOUT API keys (--insecure-no-auth, loopback only)");
+        }
         eprintln!("anomalyd listening on http://{} (database {url})", listener.local_addr()?);
         let state = match bundle {
             Some(bundle) => AppState::with_settings(

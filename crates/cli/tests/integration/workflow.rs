@@ -189,3 +189,77 @@ fn demo_serves_anomalies_from_a_streaming_simulated_fleet() {
     assert!(err.contains("anomalyd demo is running: http://"), "{err}");
     assert_eq!(code, Some(0), "{err}");
 }
+
+/// A GET with a bearer key; returns the status line and body.
+fn http_get_with_key(address: &str, path: &str, key: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(address).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {key}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+#[test]
+fn keys_are_shown_once_listed_without_secrets_and_revocable() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let key = ok(&["keys", "create", "--name", "ci-reader", "--scopes", "read", "--data-dir", data]);
+    let key = key.trim().to_string();
+    assert!(key.starts_with("adk_") && key.len() == 68, "{key}");
+    let list = ok(&["keys", "list", "--data-dir", data]);
+    assert!(list.contains("ci-reader") && list.contains("read") && !list.contains(&key), "{list}");
+    input_error(
+        &["keys", "create", "--name", "x", "--scopes", "root", "--data-dir", data],
+        None,
+        &["unknown scope `root`"],
+    );
+
+    // The server takes the key; without it the API answers 401.
+    let listen = free_address();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_anomalyd"))
+        .args(["serve", "--listen", &listen, "--data-dir", data])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    for _ in 0..100 {
+        if http_get(&listen, "/readyz").is_some() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let anonymous = http_get(&listen, "/api/v1/anomalies").unwrap();
+    assert!(anonymous.starts_with("HTTP/1.1 401"), "{anonymous}");
+    let with_key = http_get_with_key(&listen, "/api/v1/anomalies", &key);
+    assert!(with_key.starts_with("HTTP/1.1 200"), "{with_key}");
+    let (code, _) = stop(child, "-TERM");
+    assert_eq!(code, Some(0));
+
+    let id = list
+        .lines()
+        .find(|l| l.contains("ci-reader"))
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string();
+    ok(&["keys", "revoke", &id, "--data-dir", data]);
+    let list = ok(&["keys", "list", "--data-dir", data]);
+    let line = list.lines().find(|l| l.contains("ci-reader")).unwrap();
+    assert!(!line.trim_end().ends_with('-'), "revocation time shown: {line}");
+    input_error(&["keys", "revoke", "999", "--data-dir", data], None, &["no API key with id 999"]);
+}
+
+#[test]
+fn serving_without_keys_is_refused_off_loopback() {
+    let dir = tempfile::tempdir().unwrap();
+    input_error(
+        &["serve", "--insecure-no-auth", "--listen", "0.0.0.0:0", "--data-dir", dir.path().to_str().unwrap()],
+        None,
+        &["only allowed on loopback"],
+    );
+}

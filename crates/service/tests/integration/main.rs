@@ -1,5 +1,6 @@
 //! The API over real HTTP: server in-process on port 0, a real SQLite file.
 
+mod auth;
 mod dashboard;
 mod fleet;
 mod openapi;
