@@ -39,6 +39,37 @@ pub struct Settings {
     pub database: DatabaseSettings,
     /// API keys.
     pub auth: AuthConfig,
+    /// HTTP limits.
+    pub http: HttpConfig,
+}
+
+/// `[http]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Requests served at once; more get 503 with Retry-After.
+    pub max_in_flight: usize,
+    /// Sustained requests per second per API key (0: unlimited); over it, 429.
+    pub rate_per_sec: u32,
+    /// Burst above the sustained rate.
+    pub rate_burst: u32,
+    /// Origins allowed by CORS (`*` for any).
+    pub cors_origins: Vec<String>,
+    /// Milliseconds a request may take (then 408).
+    pub request_timeout_ms: u64,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        let h = anomalyd_service::middleware::HttpSettings::default();
+        Self {
+            max_in_flight: h.max_in_flight,
+            rate_per_sec: h.rate_per_sec,
+            rate_burst: h.rate_burst,
+            cors_origins: h.cors_origins,
+            request_timeout_ms: h.request_timeout.as_millis() as u64,
+        }
+    }
 }
 
 /// `[auth]`.
@@ -105,6 +136,7 @@ impl Default for Settings {
             incidents: IncidentSettings::default(),
             database: DatabaseSettings::default(),
             auth: AuthConfig::default(),
+            http: HttpConfig::default(),
         }
     }
 }
@@ -292,6 +324,13 @@ impl Settings {
             mode: anomalyd_service::auth::AuthMode::ApiKeys,
             public_paths: self.auth.public_paths.clone(),
             cache_ttl: Duration::from_millis(self.auth.key_cache_ms),
+        };
+        s.http = anomalyd_service::middleware::HttpSettings {
+            max_in_flight: self.http.max_in_flight,
+            rate_per_sec: self.http.rate_per_sec,
+            rate_burst: self.http.rate_burst,
+            cors_origins: self.http.cors_origins.clone(),
+            request_timeout: Duration::from_millis(self.http.request_timeout_ms),
         };
         Ok(s)
     }

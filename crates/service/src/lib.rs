@@ -14,6 +14,7 @@ mod health;
 mod incidents;
 pub mod ingest;
 mod insights;
+pub mod middleware;
 pub mod models;
 pub mod openapi;
 pub mod pipeline;
@@ -46,6 +47,8 @@ pub struct ServiceSettings {
     pub fleet_config: FleetConfig,
     /// API keys.
     pub auth: auth::AuthSettings,
+    /// Limits, rate limits, CORS.
+    pub http: middleware::HttpSettings,
 }
 
 impl Default for ServiceSettings {
@@ -55,6 +58,7 @@ impl Default for ServiceSettings {
             fleet_config: FleetConfig::from_toml(DEFAULT_FLEET_CONFIG)
                 .expect("the shipped configuration is valid"),
             auth: auth::AuthSettings::default(),
+            http: middleware::HttpSettings::default(),
         }
     }
 }
@@ -165,16 +169,14 @@ api_routes! {
 
 /// All routes with their middleware.
 pub fn router(state: AppState) -> Router {
-    api_routes(&state)
+    let http = state.settings.http.clone();
+    let routes = api_routes(&state)
         .merge(openapi::docs_router())
         // Enforced by the body extractors, whose rejection the handlers turn into problem+json.
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(TimeoutLayer::with_status_code(
-            axum::http::StatusCode::REQUEST_TIMEOUT,
-            Duration::from_secs(30),
-        ))
-        .layer(axum::middleware::from_fn(telemetry_metrics::track))
-        .with_state(state)
+        .layer(TimeoutLayer::with_status_code(middleware::TIMEOUT_STATUS, http.request_timeout))
+        .with_state(state);
+    middleware::apply(routes, &http)
 }
 
 /// Serves until `shutdown` completes, then finishes in-flight requests.

@@ -139,6 +139,10 @@ impl Modify for BearerKeys {
         components
             .responses
             .insert("Forbidden".into(), RefOr::T(problem("The API key lacks the scope this route needs.")));
+        components.responses.insert(
+            "TooManyRequests".into(),
+            RefOr::T(problem("The key's rate limit is used up; `Retry-After` says when to retry.")),
+        );
         for (path, item) in openapi.paths.paths.iter_mut() {
             for (method, op) in [
                 ("GET", &mut item.get),
@@ -166,6 +170,9 @@ impl Modify for BearerKeys {
                     .responses
                     .insert("401".into(), RefOr::Ref(Ref::from_response_name("Unauthorized")));
                 op.responses.responses.insert("403".into(), RefOr::Ref(Ref::from_response_name("Forbidden")));
+                op.responses
+                    .responses
+                    .insert("429".into(), RefOr::Ref(Ref::from_response_name("TooManyRequests")));
             }
         }
     }

@@ -3,6 +3,7 @@
 mod auth;
 mod dashboard;
 mod fleet;
+mod middleware;
 mod openapi;
 
 use anomalyd_engine::fleet::FleetBundle;
