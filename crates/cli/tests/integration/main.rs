@@ -2,6 +2,7 @@
 
 mod bad_input;
 mod common;
+mod durability;
 mod fleet;
 mod formats;
 mod workflow;
