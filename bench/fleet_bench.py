@@ -24,6 +24,8 @@ import time
 import numpy as np
 import pandas as pd
 
+from results_md import write_section  # bench/results_md.py: the script directory is on sys.path
+
 MARK_BEGIN = "<!-- fleet-bench:begin -->"
 MARK_END = "<!-- fleet-bench:end -->"
 
@@ -140,13 +142,7 @@ def main():
     section = "\n".join(lines) + "\n"
     print(section)
     if a.write:
-        text = open(a.write).read() if os.path.exists(a.write) else ""
-        if MARK_BEGIN in text:
-            text = text[: text.index(MARK_BEGIN)] + section + text[text.index(MARK_END) + len(MARK_END) + 1:]
-        else:
-            text = text.rstrip("\n") + "\n\n" + section
-        with open(a.write, "w") as f:
-            f.write(text)
+        write_section(a.write, MARK_BEGIN, MARK_END, section)
 
 
 if __name__ == "__main__":

@@ -38,6 +38,8 @@ import tempfile
 import time
 import urllib.request
 
+from results_md import write_section  # bench/results_md.py: the script directory is on sys.path
+
 MARK_BEGIN = "<!-- load-bench:begin -->"
 MARK_END = "<!-- load-bench:end -->"
 
@@ -319,13 +321,7 @@ def report(r, a, anomalies, devices, ingest_devices):
     section = "\n".join(lines) + "\n"
     print(section)
     if a.write:
-        text = open(a.write).read() if os.path.exists(a.write) else ""
-        if MARK_BEGIN in text:
-            text = text[: text.index(MARK_BEGIN)] + section + text[text.index(MARK_END) + len(MARK_END) + 1:]
-        else:
-            text = text.rstrip("\n") + "\n\n" + section
-        with open(a.write, "w") as f:
-            f.write(text)
+        write_section(a.write, MARK_BEGIN, MARK_END, section)
 
 
 if __name__ == "__main__":

@@ -118,7 +118,18 @@ pub struct AnomalyList {
     next_cursor: Option<String>,
 }
 
-fn time_param(field: &str, v: &Option<String>) -> Result<Option<i64>, ApiError> {
+/// The `limit` of a list: 50 when absent, else 1..=1000.
+pub(crate) fn page_limit(limit: Option<u32>) -> Result<u32, ApiError> {
+    let limit = limit.unwrap_or(50);
+    if (1..=1000).contains(&limit) {
+        Ok(limit)
+    } else {
+        Err(ApiError::invalid("limit", format!("must be 1..=1000, got {limit}")))
+    }
+}
+
+/// An optional time parameter (RFC 3339 or Unix ms) as Unix ms.
+pub(crate) fn time_param(field: &str, v: &Option<String>) -> Result<Option<i64>, ApiError> {
     v.as_deref()
         .map(|t| {
             Timestamp::parse(t).map(|t| t.0).map_err(|_| {
@@ -152,10 +163,7 @@ fn filter(p: &ListParams) -> Result<(AnomalyFilter, Option<Cursor>, u32), ApiErr
         Some(other) => return Err(ApiError::invalid("sort", format!("`{other}` is not `time` or `score`"))),
     };
     let cursor = p.cursor.as_deref().map(|c| c.parse::<Cursor>()).transpose().map_err(ApiError::from)?;
-    let limit = p.limit.unwrap_or(50);
-    if !(1..=1000).contains(&limit) {
-        return Err(ApiError::invalid("limit", format!("must be 1..=1000, got {limit}")));
-    }
+    let limit = page_limit(p.limit)?;
     let f = AnomalyFilter {
         device_id: p.device_id.clone(),
         cohort: p.cohort.clone(),

@@ -143,6 +143,16 @@ impl KeyCache {
     }
 }
 
+/// The key of an `Authorization: Bearer <key>` header, if there is a non-empty one.
+pub fn bearer_token(headers: &axum::http::HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .map(str::trim)
+        .filter(|k| !k.is_empty())
+}
+
 /// Middleware of one route: checks the bearer key against the route's scope.
 pub async fn require(
     State((state, needed)): State<(AppState, Scope)>,
@@ -155,13 +165,7 @@ pub async fn require(
     {
         return next.run(request).await;
     }
-    let key = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-        .map(str::trim);
-    let Some(key) = key.filter(|k| !k.is_empty()) else {
+    let Some(key) = bearer_token(request.headers()) else {
         return unauthorized(
             "send an API key as `Authorization: Bearer <key>` (create one with `anomalyd keys create`)",
         );

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::AppState;
-use crate::anomalies::query_error;
+use crate::anomalies::{query_error, time_param};
 use crate::error::ApiError;
 use crate::system::SystemStatus;
 
@@ -204,17 +204,8 @@ pub async fn trends(
         Some("day") => DAY_MS,
         Some(other) => return Err(ApiError::invalid("bucket", format!("`{other}` is not `hour` or `day`"))),
     };
-    let parse = |field: &str, v: &Option<String>| -> Result<Option<i64>, ApiError> {
-        v.as_deref()
-            .map(|t| {
-                Timestamp::parse(t).map(|t| t.0).map_err(|_| {
-                    ApiError::invalid(field, format!("`{t}` is not an RFC 3339 time or Unix milliseconds"))
-                })
-            })
-            .transpose()
-    };
-    let from = parse("from", &p.from)?;
-    let to = match parse("to", &p.to)? {
+    let from = time_param("from", &p.from)?;
+    let to = match time_param("to", &p.to)? {
         Some(t) => t,
         None => match state.store.latest_anomaly_hour().await? {
             Some(h) => (h + HOUR_MS + step - 1).div_euclid(step) * step,

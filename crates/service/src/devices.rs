@@ -7,11 +7,11 @@ use axum::Json;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::AppState;
-use crate::anomalies::{AnomalyView, query_error};
+use crate::anomalies::{AnomalyView, page_limit, query_error};
 use crate::error::ApiError;
 
 /// Query string of the device list.
@@ -84,10 +84,7 @@ pub async fn list(
     params: Result<Query<ListParams>, QueryRejection>,
 ) -> Result<Json<DeviceList>, ApiError> {
     let Query(p) = params.map_err(|e| query_error(&e))?;
-    let limit = p.limit.unwrap_or(50);
-    if !(1..=1000).contains(&limit) {
-        return Err(ApiError::invalid("limit", format!("must be 1..=1000, got {limit}")));
-    }
+    let limit = page_limit(p.limit)?;
     let page = state.store.list_devices(p.cohort.as_deref(), p.cursor.as_deref(), limit).await?;
     Ok(Json(DeviceList { items: page.items.iter().map(view).collect(), next_cursor: page.next_cursor }))
 }
@@ -173,14 +170,7 @@ pub async fn detail(
         .collect();
     let current_features = match (state.pipeline.current_features(&device.id), state.pipeline.bundle()) {
         (Some(cur), Some(active)) if cur.version == active.version => {
-            let values: serde_json::Map<String, Value> = active
-                .bundle
-                .config
-                .features
-                .iter()
-                .zip(&cur.values)
-                .map(|(f, v)| (f.name.clone(), if v.is_finite() { json!(v) } else { Value::Null }))
-                .collect();
+            let values = crate::pipeline::feature_values(&active.bundle.config, &cur.values);
             Some(CurrentFeatures { ts: Timestamp(cur.ts).to_rfc3339(), model_version: cur.version, values })
         }
         _ => None,

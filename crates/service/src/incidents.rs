@@ -10,7 +10,7 @@ use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::AppState;
-use crate::anomalies::query_error;
+use crate::anomalies::{page_limit, query_error};
 use crate::error::ApiError;
 
 /// Query string of the list.
@@ -117,10 +117,7 @@ pub async fn list(
     params: Result<Query<ListParams>, QueryRejection>,
 ) -> Result<Json<IncidentList>, ApiError> {
     let Query(p) = params.map_err(|e| query_error(&e))?;
-    let limit = p.limit.unwrap_or(50);
-    if !(1..=1000).contains(&limit) {
-        return Err(ApiError::invalid("limit", format!("must be 1..=1000, got {limit}")));
-    }
+    let limit = page_limit(p.limit)?;
     let filter =
         IncidentFilter { status: p.status.as_deref().map(parse_status).transpose()?, device_id: p.device_id };
     let cursor = p.cursor.as_deref().map(str::parse::<Cursor>).transpose().map_err(ApiError::from)?;

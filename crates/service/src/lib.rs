@@ -188,7 +188,7 @@ pub async fn serve(
     axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
 }
 
-/// Unix milliseconds now.
-pub(crate) fn now_ms() -> i64 {
+/// Unix milliseconds now (the time stamped on stored rows).
+pub fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }

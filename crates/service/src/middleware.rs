@@ -75,12 +75,8 @@ impl KeyExtractor for BearerKey {
     type Key = String;
 
     fn extract<T>(&self, req: &Request<T>) -> Result<Self::Key, tower_governor::GovernorError> {
-        Ok(req
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map_or_else(|| "anonymous".to_string(), |k| anomalyd_store::hash_key(k.trim())))
+        Ok(crate::auth::bearer_token(req.headers())
+            .map_or_else(|| "anonymous".to_string(), anomalyd_store::hash_key))
     }
 }
 

@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use anomalyd_engine::fleet::{DeviceState, FeatureRow, FleetBundle, FleetScore, Sample};
+use anomalyd_engine::fleet::{DeviceState, FeatureRow, FleetBundle, FleetConfig, FleetScore, Sample};
 use anomalyd_store::{DedupPolicy, IngestBatch, NewAnomaly, Store, TelemetryRow};
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -505,12 +505,20 @@ fn score_pending(
     let scores = active.bundle.score_rows(&rows, &flags);
     let mut counts: HashMap<usize, u64> = HashMap::new();
     {
+        // Rows of a device come in time order: only its last one is current.
         let mut current = shared.current.write().expect("features lock");
-        for row in &rows {
-            current.insert(
-                row.device_id.clone(),
-                CurrentFeatures { ts: row.ts.0, values: row.values.clone(), version: active.version.clone() },
-            );
+        let mut done: std::collections::HashSet<&Arc<str>> = std::collections::HashSet::new();
+        for row in rows.iter().rev() {
+            if done.insert(&row.device_id) {
+                current.insert(
+                    row.device_id.clone(),
+                    CurrentFeatures {
+                        ts: row.ts.0,
+                        values: row.values.clone(),
+                        version: active.version.clone(),
+                    },
+                );
+            }
         }
     }
     for ((&(may_flag, request), quick), row) in meta.iter().zip(&scores).zip(&rows) {
@@ -527,17 +535,22 @@ fn score_pending(
     counts.into_iter().collect()
 }
 
+/// Feature values by name, missing ones (NaN) as null.
+pub fn feature_values(config: &FleetConfig, values: &[f32]) -> serde_json::Map<String, Value> {
+    config
+        .features
+        .iter()
+        .zip(values)
+        .map(|(f, v)| (f.name.clone(), if v.is_finite() { json!(v) } else { Value::Null }))
+        .collect()
+}
+
 /// The stored form of an anomaly, with the signature that groups it into incidents: the
 /// rules that fired and their metrics, or the model and the metrics behind its top two
 /// features.
 pub fn new_anomaly(active: &ActiveBundle, row: &FeatureRow, score: &FleetScore) -> NewAnomaly {
     let config = &active.bundle.config;
-    let features: serde_json::Map<String, Value> = config
-        .features
-        .iter()
-        .zip(&row.values)
-        .map(|(f, v)| (f.name.clone(), if v.is_finite() { json!(v) } else { Value::Null }))
-        .collect();
+    let features = feature_values(config, &row.values);
     let explanation: Vec<Value> = score
         .explanation
         .iter()

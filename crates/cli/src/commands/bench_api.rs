@@ -160,7 +160,7 @@ fn seed(dir: &std::path::Path, anomalies: u64, devices: u64, days: i64, end: i64
                 evidence_metrics: vec![metric.into()],
             });
             if batch.anomalies.len() == 20_000 || i + 1 == anomalies {
-                store.ingest(&batch, now_ms()).await?;
+                store.ingest(&batch, anomalyd_service::now_ms()).await?;
                 batch = IngestBatch::default();
                 eprint!("\rseed: {} of {anomalies} anomalies ({:.0} s)", i + 1, started.elapsed().as_secs_f64());
             }
@@ -282,8 +282,4 @@ fn ingest(
         );
         Ok(())
     })
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }

@@ -40,10 +40,6 @@ enum KeysAction {
     },
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
-}
-
 /// Runs `anomalyd keys …`.
 pub fn run(args: &KeysArgs) -> anyhow::Result<()> {
     let flags = match &args.action {
@@ -69,7 +65,9 @@ pub fn run(args: &KeysArgs) -> anyhow::Result<()> {
                     );
                 }
                 let key = generate_key();
-                let id = store.create_api_key(name, &list.join(","), &hash_key(&key), now_ms()).await?;
+                let id = store
+                    .create_api_key(name, &list.join(","), &hash_key(&key), anomalyd_service::now_ms())
+                    .await?;
                 eprintln!("created key {id} ({name}, scopes {}); it is shown only now:", list.join(","));
                 println!("{key}");
             }
@@ -88,7 +86,7 @@ pub fn run(args: &KeysArgs) -> anyhow::Result<()> {
                 }
             }
             KeysAction::Revoke { id, .. } => {
-                let k = store.revoke_api_key(*id, now_ms()).await.map_err(|e| match e {
+                let k = store.revoke_api_key(*id, anomalyd_service::now_ms()).await.map_err(|e| match e {
                     anomalyd_store::StoreError::NotFound { .. } => {
                         InputError(format!("no API key with id {id}")).into()
                     }
