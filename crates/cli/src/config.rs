@@ -57,6 +57,8 @@ pub struct HttpConfig {
     pub cors_origins: Vec<String>,
     /// Milliseconds a request may take (then 408).
     pub request_timeout_ms: u64,
+    /// Milliseconds SIGINT/SIGTERM waits for in-flight requests and the ingest queue.
+    pub shutdown_grace_ms: u64,
 }
 
 impl Default for HttpConfig {
@@ -68,6 +70,7 @@ impl Default for HttpConfig {
             rate_burst: h.rate_burst,
             cors_origins: h.cors_origins,
             request_timeout_ms: h.request_timeout.as_millis() as u64,
+            shutdown_grace_ms: h.shutdown_grace.as_millis() as u64,
         }
     }
 }
@@ -331,6 +334,7 @@ impl Settings {
             rate_burst: self.http.rate_burst,
             cors_origins: self.http.cors_origins.clone(),
             request_timeout: Duration::from_millis(self.http.request_timeout_ms),
+            shutdown_grace: Duration::from_millis(self.http.shutdown_grace_ms),
         };
         Ok(s)
     }

@@ -109,7 +109,11 @@ fn main() -> ExitCode {
                 return ExitCode::SUCCESS;
             }
             eprintln!("error: {err:#}");
-            if err.chain().any(|e| e.is::<InputError>() || e.is::<anomalyd_engine::EngineError>()) {
+            if err.chain().any(|e| {
+                e.is::<InputError>()
+                    || e.is::<anomalyd_formats::FormatError>()
+                    || e.is::<anomalyd_engine::EngineError>()
+            }) {
                 ExitCode::from(EXIT_INPUT)
             } else {
                 ExitCode::from(EXIT_FAILURE)

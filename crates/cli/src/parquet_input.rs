@@ -6,7 +6,10 @@ use std::path::Path;
 use parquet::file::reader::{FileReader, SerializedFileReader};
 use parquet::record::Field;
 
-use crate::input::{InputError, Selection, Sink, parse_label, resolve};
+use anomalyd_formats::table::{Selection, Sink, parse_label, resolve};
+use anomalyd_formats::telemetry::{Columns, Interner};
+
+use crate::input::InputError;
 
 fn field_value(f: &Field) -> Option<f64> {
     Some(match f {
@@ -80,10 +83,10 @@ pub(crate) fn read(path: &Path, file: &str, sel: &Selection, sink: &mut Sink) ->
 /// Reads a telemetry table (`device_id`, `ts`, `cohort`, `label.*`, metrics) from Parquet.
 pub(crate) fn read_samples(path: &Path, file: &str) -> anyhow::Result<Vec<anomalyd_engine::fleet::Sample>> {
     let (reader, header) = open(path, file)?;
-    let cols = crate::telemetry_input::Columns::resolve(&header, file)?;
+    let cols = Columns::resolve(&header, file)?;
     let rows = reader.get_row_iter(None).map_err(|e| InputError(format!("{file}: cannot read rows: {e}")))?;
     let mut out = Vec::new();
-    let mut interner = crate::telemetry_input::Interner::default();
+    let mut interner = Interner::default();
     for (n, row) in rows.enumerate() {
         let row_no = n + 1;
         let row = row.map_err(|e| InputError(format!("{file}: row {row_no}: {e}")))?;

@@ -188,6 +188,60 @@ pub async fn serve(
     axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
 }
 
+/// How a shutdown went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shutdown {
+    /// Every in-flight request was answered and everything queued is committed.
+    Clean,
+    /// The grace period ran out first; unanswered requests were never acknowledged, so
+    /// their samples may be re-sent safely.
+    GraceExpired,
+}
+
+/// Serves until `shutdown` completes, then shuts down in order within
+/// `settings.http.shutdown_grace`: stop accepting connections, let in-flight requests
+/// finish (an ingest request is answered only after its samples are committed), drain the
+/// ingest pipeline (score what re-order buffers hold and commit it). The caller closes the
+/// store afterwards.
+pub async fn serve_until(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<Shutdown> {
+    let grace = state.settings.http.shutdown_grace;
+    let pipeline = state.pipeline.clone();
+    let (signalled, on_signal) = tokio::sync::oneshot::channel::<tokio::time::Instant>();
+    let server = axum::serve(listener, router(state)).with_graceful_shutdown(async move {
+        shutdown.await;
+        tracing::info!("shutdown requested: no new connections; finishing in-flight requests");
+        let _ = signalled.send(tokio::time::Instant::now());
+    });
+    let (deadline_tx, deadline_rx) = tokio::sync::oneshot::channel();
+    let watchdog = async move {
+        match on_signal.await {
+            Ok(at) => {
+                let deadline = at + grace;
+                let _ = deadline_tx.send(deadline);
+                tokio::time::sleep_until(deadline).await;
+            }
+            // The server ended without a signal (an IO error): nothing to wait for.
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        served = server => served?,
+        () = watchdog => return Ok(Shutdown::GraceExpired),
+    }
+    let deadline = match deadline_rx.await {
+        Ok(d) => d,
+        Err(_) => tokio::time::Instant::now() + grace,
+    };
+    match tokio::time::timeout_at(deadline, pipeline.drain()).await {
+        Ok(()) => Ok(Shutdown::Clean),
+        Err(_) => Ok(Shutdown::GraceExpired),
+    }
+}
+
 /// Unix milliseconds now (the time stamped on stored rows).
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)

@@ -37,6 +37,9 @@ pub struct HttpSettings {
     pub cors_origins: Vec<String>,
     /// Longest a request may take.
     pub request_timeout: Duration,
+    /// On SIGINT/SIGTERM: how long in-flight requests and the ingest queue may take to
+    /// finish before the process gives up waiting.
+    pub shutdown_grace: Duration,
 }
 
 impl Default for HttpSettings {
@@ -47,6 +50,7 @@ impl Default for HttpSettings {
             rate_burst: 4_000,
             cors_origins: Vec::new(),
             request_timeout: Duration::from_secs(30),
+            shutdown_grace: Duration::from_secs(30),
         }
     }
 }

@@ -63,7 +63,7 @@ pub const DOCS_PATH: &str = "/docs";
         telemetry_metrics::render,
     ),
     components(
-        schemas(ApiError),
+        schemas(ApiError, AnomalySort),
         responses(BadRequest, NotFound, PayloadTooLarge, Unavailable, Internal, RequestTimeout)
     ),
     modifiers(&EveryOperationMayTimeOut, &OptionalBodiesAreNotNull, &BearerKeys),

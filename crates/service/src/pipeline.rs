@@ -160,10 +160,17 @@ struct Shared {
     counters: PipelineCounters,
 }
 
+/// What the worker receives: work, or the order to finish.
+enum Msg {
+    Job(Job),
+    /// Stop taking requests, score what re-order buffers hold, commit everything, answer.
+    Drain(oneshot::Sender<()>),
+}
+
 /// Handle on the pipeline; cheap to share behind an `Arc`.
 pub struct Pipeline {
     shared: Arc<Shared>,
-    queue: mpsc::UnboundedSender<Job>,
+    queue: mpsc::UnboundedSender<Msg>,
     permits: Arc<Semaphore>,
     settings: PipelineSettings,
 }
@@ -204,9 +211,20 @@ impl Pipeline {
         };
         let (reply, answer) = oneshot::channel();
         self.queue
-            .send(Job { samples, _permit: permit, reply })
+            .send(Msg::Job(Job { samples, _permit: permit, reply }))
             .map_err(|_| ApiError::unavailable("the ingest pipeline is shutting down"))?;
         answer.await.map_err(|_| ApiError::internal())?
+    }
+
+    /// Finishes the pipeline for shutdown: requests already queued are committed and
+    /// answered, later ones get 503, samples held in re-order buffers are scored, and the
+    /// last transaction has committed when this returns. Safe to call more than once.
+    pub async fn drain(&self) {
+        let (done, finished) = oneshot::channel();
+        if self.queue.send(Msg::Drain(done)).is_ok() {
+            // An error means the worker is already gone, which is what we wait for.
+            let _ = finished.await;
+        }
     }
 
     /// Samples waiting in the queue.
@@ -302,29 +320,43 @@ impl Worker {
     /// task commits the previous ones (SQLite runs on its own thread), so CPU and disk
     /// overlap. Memory stays bounded by the queue's permits, which a request holds until it
     /// is answered.
-    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Job>) {
+    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Msg>) {
         let (to_writer, writer_rx) = mpsc::channel::<WriteJob>(WRITE_QUEUE);
         let writer = tokio::spawn(write_loop(self.store.clone(), self.shared.clone(), writer_rx));
         let mut tick = tokio::time::interval(self.settings.flush_after.max(Duration::from_millis(50)) / 2);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut drained: Vec<oneshot::Sender<()>> = Vec::new();
         loop {
             let write = tokio::select! {
-                job = rx.recv() => {
-                    let Some(job) = job else { break };
-                    let mut jobs = vec![job];
-                    let mut queued = jobs[0].samples.len();
-                    while queued < self.settings.batch_samples {
-                        match rx.try_recv() {
-                            Ok(j) => {
+                msg = rx.recv() => {
+                    let mut jobs = Vec::new();
+                    let mut queued = 0;
+                    let mut next = msg;
+                    // Take what is waiting, up to a batch; a drain order closes the queue
+                    // but the jobs sent before it still go into this batch.
+                    loop {
+                        match next {
+                            None => break,
+                            Some(Msg::Job(j)) => {
                                 queued += j.samples.len();
                                 jobs.push(j);
                             }
-                            Err(_) => break,
+                            Some(Msg::Drain(done)) => {
+                                rx.close();
+                                drained.push(done);
+                            }
                         }
+                        if queued >= self.settings.batch_samples {
+                            break;
+                        }
+                        next = rx.try_recv().ok();
                     }
-                    Some(self.process(jobs))
+                    if jobs.is_empty() && rx.is_closed() && rx.is_empty() {
+                        break;
+                    }
+                    (!jobs.is_empty()).then(|| self.process(jobs))
                 }
-                _ = tick.tick() => self.flush_stale(),
+                _ = tick.tick() => self.flush_stale(Some(self.settings.flush_after)),
             };
             if let Some(write) = write {
                 if to_writer.send(write).await.is_err() {
@@ -332,8 +364,15 @@ impl Worker {
                 }
             }
         }
+        // Scores whatever the re-order buffers still hold, so no sample stays unscored.
+        if let Some(write) = self.flush_stale(None) {
+            let _ = to_writer.send(write).await;
+        }
         drop(to_writer);
         let _ = writer.await;
+        for done in drained {
+            let _ = done.send(());
+        }
     }
 
     fn active_bundle(&mut self) -> Option<Arc<ActiveBundle>> {
@@ -392,12 +431,13 @@ impl Worker {
         WriteJob { batch, waiting }
     }
 
-    /// Scores samples that have waited in a re-order buffer longer than `flush_after`.
-    fn flush_stale(&mut self) -> Option<WriteJob> {
+    /// Scores samples that have waited in a re-order buffer longer than `older_than`
+    /// (all of them with `None`).
+    fn flush_stale(&mut self, older_than: Option<Duration>) -> Option<WriteJob> {
         let active = self.active_bundle()?;
         let mut pending = Vec::new();
         for slot in self.devices.values_mut() {
-            if slot.state.pending() == 0 || slot.last_push.elapsed() < self.settings.flush_after {
+            if slot.state.pending() == 0 || older_than.is_some_and(|age| slot.last_push.elapsed() < age) {
                 continue;
             }
             let mut rows = Vec::new();

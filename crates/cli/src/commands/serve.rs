@@ -1,7 +1,7 @@
 //! `anomalyd serve`: the HTTP API on the configured database.
 
 use anomalyd_service::pipeline::ActiveBundle;
-use anomalyd_service::{AppState, serve};
+use anomalyd_service::{AppState, Shutdown, serve_until};
 use anomalyd_store::Store;
 
 use crate::config::{ServerFlags, load, process_env};
@@ -97,9 +97,18 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
             Some(b) => eprintln!("scoring with model {}", b.version),
             None => eprintln!("no active model: telemetry is stored, not scored (POST /api/v1/models/train)"),
         }
-        serve(listener, state, shutdown_signal()).await?;
+        let outcome = serve_until(listener, state, shutdown_signal()).await?;
+        // Closing the pool checkpoints SQLite's write-ahead log into the database file.
         store.close().await;
-        eprintln!("anomalyd stopped");
-        Ok(())
+        match outcome {
+            Shutdown::Clean => {
+                eprintln!("anomalyd stopped: every accepted request answered, the ingest queue drained");
+                Ok(())
+            }
+            Shutdown::GraceExpired => Err(anyhow::anyhow!(
+                "stopped after the shutdown grace period ({} ms) with work unfinished; unanswered requests were not acknowledged",
+                settings.http.shutdown_grace_ms
+            )),
+        }
     })
 }

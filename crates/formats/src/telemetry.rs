@@ -1,0 +1,192 @@
+//! Raw telemetry tables into validated [`Sample`]s.
+//!
+//! CSV: columns `device_id`, `ts`, optional `cohort`, optional `label.<name>` columns
+//! (device attributes), and one column per metric (empty = not reported). NDJSON: one
+//! sample object per line, `{"device_id", "ts", "metrics": {…}, "cohort", "labels": {…}}`;
+//! unknown fields are rejected. Parquet (read in the binary) reuses [`Columns`].
+
+use std::io::BufRead;
+use std::sync::Arc;
+
+pub use anomalyd_engine::fleet::json::Interner;
+use anomalyd_engine::fleet::json::sample_from_json;
+use anomalyd_engine::fleet::{MetricLayout, Sample, Timestamp};
+
+use crate::{FormatError, Result, fail, is_missing};
+
+/// Column roles of a telemetry table.
+pub struct Columns {
+    device: usize,
+    ts: usize,
+    cohort: Option<usize>,
+    labels: Vec<(usize, String)>,
+    metrics: Vec<(usize, Arc<str>)>,
+    layout: MetricLayout,
+}
+
+impl Columns {
+    /// Assigns roles to the header's columns; needs `device_id`, `ts` and one metric.
+    pub fn resolve(header: &[String], file: &str) -> Result<Self> {
+        let find = |n: &str| header.iter().position(|h| h == n);
+        let (Some(device), Some(ts)) = (find("device_id"), find("ts")) else {
+            return fail(format!(
+                "{file}: telemetry needs `device_id` and `ts` columns; found: {}",
+                header.join(", ")
+            ));
+        };
+        let cohort = find("cohort");
+        let mut labels = Vec::new();
+        let mut metrics = Vec::new();
+        for (i, h) in header.iter().enumerate() {
+            if i == device || i == ts || Some(i) == cohort {
+                continue;
+            }
+            match h.strip_prefix("label.") {
+                Some(l) => labels.push((i, l.to_string())),
+                None => metrics.push((i, Arc::from(h.as_str()))),
+            }
+        }
+        if metrics.is_empty() {
+            return fail(format!("{file}: no metric columns besides device_id, ts and cohort"));
+        }
+        let layout = MetricLayout::new(metrics.iter().map(|(_, n): &(usize, Arc<str>)| n.clone()).collect())
+            .map_err(|e| FormatError(format!("{file}: header: {e}")))?;
+        Ok(Self { device, ts, cohort, labels, metrics, layout })
+    }
+
+    /// Builds a sample from one row of text cells.
+    pub fn sample<'r>(
+        &self,
+        cell: impl Fn(usize) -> Option<&'r str>,
+        interner: &mut Interner,
+        file: &str,
+        row: usize,
+    ) -> Result<Sample> {
+        let device = cell(self.device).unwrap_or_default();
+        let ts_text = cell(self.ts).unwrap_or_default();
+        let ts = Timestamp::parse(ts_text).map_err(|e| FormatError(format!("{file}: row {row}: {e}")))?;
+        let mut metrics = Vec::with_capacity(self.metrics.len());
+        for (i, name) in &self.metrics {
+            let t = cell(*i).unwrap_or_default().trim();
+            if is_missing(t) {
+                metrics.push(f64::NAN);
+                continue;
+            }
+            match t.parse::<f64>() {
+                Ok(v) if v.is_finite() => metrics.push(v),
+                _ => {
+                    return fail(format!(
+                        "{file}: row {row}, field `metrics.{name}`: `{t}` is not a finite number"
+                    ));
+                }
+            }
+        }
+        let device = interner.string(device);
+        let pairs = self
+            .labels
+            .iter()
+            .filter_map(|(i, l)| cell(*i).filter(|v| !v.is_empty()).map(|v| (l.as_str(), v)));
+        let labels = interner.labels_from(&device, pairs);
+        let cohort = self.cohort.and_then(&cell).filter(|c| !c.is_empty()).map(|c| interner.string(c));
+        Sample::new(device, ts, self.layout.clone(), metrics, cohort, labels)
+            .map_err(|e| FormatError(format!("{file}: row {row}: {e}")))
+    }
+}
+
+/// Parses a whole CSV telemetry file in parallel chunks cut at line ends. Quoted fields may
+/// hold line breaks, so a file with quotes is parsed in one piece.
+pub fn read_csv_bytes(bytes: &[u8], file: &str) -> Result<Vec<Sample>> {
+    let header_end = bytes.iter().position(|&b| b == b'\n').map_or(bytes.len(), |p| p + 1);
+    let header: Vec<String> = {
+        let mut rdr = csv::ReaderBuilder::new().flexible(true).from_reader(&bytes[..header_end]);
+        match rdr.headers() {
+            Ok(h) if !(h.len() == 1 && h[0].trim().is_empty()) => {
+                h.iter().map(|s| s.trim().to_string()).collect()
+            }
+            Ok(_) => return fail(format!("{file}: the file is empty (no header row)")),
+            Err(e) => return fail(format!("{file}: cannot read the header: {e}")),
+        }
+    };
+    let cols = Columns::resolve(&header, file)?;
+    let body = &bytes[header_end..];
+    let pieces = if body.contains(&b'"') { 1 } else { (rayon::current_num_threads() * 4).max(1) };
+    let mut chunks: Vec<&[u8]> = Vec::with_capacity(pieces);
+    let mut rest = body;
+    for k in (1..=pieces).rev() {
+        let cut = if k == 1 {
+            rest.len()
+        } else {
+            let target = rest.len() / k;
+            rest[target..].iter().position(|&b| b == b'\n').map_or(rest.len(), |p| target + p + 1)
+        };
+        let (a, b) = rest.split_at(cut);
+        chunks.push(a);
+        rest = b;
+    }
+    // Data-row number of each chunk's first line, for error messages.
+    let mut first_row = Vec::with_capacity(chunks.len());
+    let mut seen = 0usize;
+    for c in &chunks {
+        first_row.push(seen);
+        seen += c.iter().filter(|&&b| b == b'\n').count();
+    }
+    use rayon::prelude::*;
+    let parts: Vec<Vec<Sample>> = chunks
+        .par_iter()
+        .zip(first_row)
+        .map(|(chunk, first)| -> Result<Vec<Sample>> {
+            let mut rdr = csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(*chunk);
+            let mut interner = Interner::default();
+            let mut record = csv::StringRecord::new();
+            let mut out = Vec::new();
+            let mut row = first;
+            loop {
+                match rdr.read_record(&mut record) {
+                    Ok(false) => break,
+                    Ok(true) => {}
+                    Err(e) => return fail(format!("{file}: row {}: {e}", row + 1)),
+                }
+                row += 1;
+                if record.len() == 1 && record[0].trim().is_empty() {
+                    continue;
+                }
+                if record.len() != header.len() {
+                    return fail(format!(
+                        "{file}: row {row}: expected {} fields like the header, found {}",
+                        header.len(),
+                        record.len()
+                    ));
+                }
+                out.push(cols.sample(|i| record.get(i), &mut interner, file, row)?);
+            }
+            Ok(out)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let out: Vec<Sample> = parts.into_iter().flatten().collect();
+    if out.is_empty() {
+        return fail(format!("{file}: no data rows"));
+    }
+    Ok(out)
+}
+
+/// Reads one sample object per line.
+pub fn read_ndjson(reader: impl BufRead, file: &str) -> Result<Vec<Sample>> {
+    let mut out = Vec::new();
+    let mut interner = Interner::default();
+    for (n, line) in reader.lines().enumerate() {
+        let line = line.map_err(|e| FormatError(format!("{file}: line {}: {e}", n + 1)))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let value: serde_json::Value = serde_json::from_str(&line)
+            .map_err(|e| FormatError(format!("{file}: row {}: malformed JSON: {e}", n + 1)))?;
+        out.push(
+            sample_from_json(value, &mut interner)
+                .map_err(|e| FormatError(format!("{file}: row {}: {e}", n + 1)))?,
+        );
+    }
+    if out.is_empty() {
+        return fail(format!("{file}: the file is empty (no JSON rows)"));
+    }
+    Ok(out)
+}
