@@ -503,3 +503,46 @@ async fn metrics_expose_latency_by_route_and_pipeline_state() {
         assert!(text.contains(needle), "missing {needle}\n{text}");
     }
 }
+
+#[tokio::test]
+async fn shutdown_scores_held_back_samples_and_commits_them() {
+    // The re-order timer never fires here: only the shutdown drain can score the overheat.
+    let settings = PipelineSettings { flush_after: Duration::from_secs(3600), ..Default::default() };
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a.db");
+    let store = Store::open(path.to_str().unwrap(), &StoreOptions::default()).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let service =
+        ServiceSettings { pipeline: settings, auth: AuthSettings::disabled(), ..Default::default() };
+    let active = ActiveBundle { bundle: bundle(), version: "t1".into(), model_id: None };
+    let state = AppState::with_settings(store.clone(), Some(active), service);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(anomalyd_service::serve_until(listener, state, async move {
+        let _ = stopped.await;
+    }));
+    let mut batch: Vec<Value> = (0..30).map(|h| sample("dev-s", h, 33.0)).collect();
+    batch.push(sample("dev-s", 30, 75.0));
+    ingest(&base, &batch).await;
+    let overheat_ts = 30 * HOUR;
+    let stored = |store: Store| async move {
+        let filter = anomalyd_store::AnomalyFilter { device_id: Some("dev-s".into()), ..Default::default() };
+        store
+            .list_anomalies(&filter, None, 100)
+            .await
+            .unwrap()
+            .items
+            .iter()
+            .map(|a| a.ts)
+            .collect::<Vec<i64>>()
+    };
+    assert!(!stored(store.clone()).await.contains(&overheat_ts), "held back, so not scored yet");
+
+    stop.send(()).unwrap();
+    let outcome = tokio::time::timeout(Duration::from_secs(30), server).await.unwrap().unwrap().unwrap();
+    assert_eq!(outcome, anomalyd_service::Shutdown::Clean);
+    store.close().await;
+    // A fresh connection sees what the drain committed.
+    let reopened = Store::open(path.to_str().unwrap(), &StoreOptions::default()).await.unwrap();
+    assert!(stored(reopened).await.contains(&overheat_ts), "the drain scored and stored the overheat");
+}
