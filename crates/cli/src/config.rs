@@ -14,6 +14,8 @@ use std::time::Duration;
 use anomalyd_engine::fleet::FleetConfig;
 use anomalyd_service::ServiceSettings;
 use anomalyd_service::pipeline::PipelineSettings;
+use anomalyd_service::troubleshoot::TroubleshootSettings;
+use anomalyd_service::troubleshoot::rules::{TroubleshootRule, builtin_rules};
 use anomalyd_store::{DedupPolicy, StoreOptions};
 use serde::{Deserialize, Serialize};
 
@@ -41,7 +43,66 @@ pub struct Settings {
     pub auth: AuthConfig,
     /// HTTP limits.
     pub http: HttpConfig,
+    /// Troubleshooting answers (LLM endpoint, cache, rules).
+    pub troubleshoot: TroubleshootConfig,
 }
+
+/// `[troubleshoot]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TroubleshootConfig {
+    /// Base URL of an OpenAI-compatible API (`https://…/v1`); empty: answers from the rules
+    /// table only.
+    pub endpoint: String,
+    /// Model name sent to the endpoint.
+    pub model: String,
+    /// Bearer key of the endpoint (better set as `ANOMALYD_TROUBLESHOOT_API_KEY`); never shown.
+    pub api_key: Secret,
+    /// Milliseconds allowed for one attempt.
+    pub timeout_ms: u64,
+    /// Attempts after the first, on timeouts, 5xx and 429.
+    pub retries: u32,
+    /// Milliseconds before the first retry, doubled for each further one.
+    pub backoff_ms: u64,
+    /// Seconds an LLM answer is served from the cache.
+    pub cache_ttl_secs: u64,
+    /// Use the built-in rules table (config/troubleshoot.toml) after `rules`.
+    pub builtin_rules: bool,
+    /// Rules checked before the built-in ones: `{ metric = "…", direction = "above" | "below"
+    /// | "any", summary = "…", steps = ["…"] }`, or `detector = "…"` instead of the metric.
+    pub rules: Vec<TroubleshootRule>,
+}
+
+impl Default for TroubleshootConfig {
+    fn default() -> Self {
+        let t = TroubleshootSettings::default();
+        Self {
+            endpoint: String::new(),
+            model: t.model,
+            api_key: Secret::default(),
+            timeout_ms: t.timeout.as_millis() as u64,
+            retries: t.retries,
+            backoff_ms: t.backoff.as_millis() as u64,
+            cache_ttl_secs: t.cache_ttl.as_secs(),
+            builtin_rules: true,
+            rules: Vec::new(),
+        }
+    }
+}
+
+/// A setting that must not be shown: `Debug` and `config show` mask it.
+#[derive(Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_empty() { "\"\"" } else { "\"********\"" })
+    }
+}
+
+/// Settings keys whose values `config show` masks.
+const SECRET_KEYS: &[&str] = &["troubleshoot.api_key"];
 
 /// `[http]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -140,6 +201,7 @@ impl Default for Settings {
             database: DatabaseSettings::default(),
             auth: AuthConfig::default(),
             http: HttpConfig::default(),
+            troubleshoot: TroubleshootConfig::default(),
         }
     }
 }
@@ -190,6 +252,10 @@ pub struct ServerFlags {
     /// Database URL (sqlite://PATH); overrides --data-dir [env: ANOMALYD_DATABASE_URL].
     #[arg(long)]
     pub database_url: Option<String>,
+    /// OpenAI-compatible API for troubleshooting answers (https://…/v1)
+    /// [env: ANOMALYD_TROUBLESHOOT_ENDPOINT; default: none, answers from the rules table].
+    #[arg(long)]
+    pub troubleshoot_endpoint: Option<String>,
 }
 
 /// Where a value came from.
@@ -239,6 +305,7 @@ pub fn load(flags: &ServerFlags, env: &BTreeMap<String, String>) -> anyhow::Resu
     flag("listen", flags.listen.clone().map(toml::Value::String));
     flag("data_dir", flags.data_dir.as_ref().map(|p| toml::Value::String(p.display().to_string())));
     flag("database_url", flags.database_url.clone().map(toml::Value::String));
+    flag("troubleshoot.endpoint", flags.troubleshoot_endpoint.clone().map(toml::Value::String));
     let settings: Settings = table.try_into().map_err(|e: toml::de::Error| {
         InputError(format!(
             "invalid settings{}: {e}",
@@ -271,6 +338,29 @@ impl Settings {
         }
         if self.database.max_connections == 0 {
             return bad("database.max_connections", "must be at least 1");
+        }
+        let t = &self.troubleshoot;
+        if !t.endpoint.is_empty() {
+            if let Err(e) = anomalyd_service::troubleshoot::parse_endpoint(&t.endpoint) {
+                return bad("troubleshoot.endpoint", &e);
+            }
+        }
+        if t.model.is_empty() {
+            return bad("troubleshoot.model", "must not be empty");
+        }
+        if t.timeout_ms == 0 {
+            return bad("troubleshoot.timeout_ms", "must be at least 1");
+        }
+        if t.retries > 10 {
+            return bad("troubleshoot.retries", "at most 10");
+        }
+        if t.cache_ttl_secs == 0 {
+            return bad("troubleshoot.cache_ttl_secs", "must be at least 1");
+        }
+        for (i, r) in t.rules.iter().enumerate() {
+            if let Err(e) = r.validate() {
+                return bad(&format!("troubleshoot.rules[{i}]"), &e);
+            }
         }
         Ok(())
     }
@@ -336,6 +426,25 @@ impl Settings {
             request_timeout: Duration::from_millis(self.http.request_timeout_ms),
             shutdown_grace: Duration::from_millis(self.http.shutdown_grace_ms),
         };
+        let t = &self.troubleshoot;
+        let mut rules = t.rules.clone();
+        if t.builtin_rules {
+            rules.extend(builtin_rules());
+        }
+        s.troubleshoot = TroubleshootSettings {
+            endpoint: if t.endpoint.is_empty() {
+                None
+            } else {
+                Some(anomalyd_service::troubleshoot::parse_endpoint(&t.endpoint).map_err(InputError)?)
+            },
+            model: t.model.clone(),
+            api_key: (!t.api_key.0.is_empty()).then(|| t.api_key.0.clone()),
+            timeout: Duration::from_millis(t.timeout_ms),
+            retries: t.retries,
+            backoff: Duration::from_millis(t.backoff_ms),
+            cache_ttl: Duration::from_secs(t.cache_ttl_secs),
+            rules,
+        };
         Ok(s)
     }
 
@@ -351,10 +460,12 @@ impl Settings {
                 section = sec.to_string();
             }
             let value = lookup(&table, &key).expect("key from table");
-            out.push_str(&format!(
-                "{name} = {value}  # {}\n",
-                sources.get(&key).copied().unwrap_or("default")
-            ));
+            let source = sources.get(&key).copied().unwrap_or("default");
+            if SECRET_KEYS.contains(&key.as_str()) && value.as_str().is_some_and(|v| !v.is_empty()) {
+                out.push_str(&format!("{name} = \"********\"  # {source}, masked\n"));
+                continue;
+            }
+            out.push_str(&format!("{name} = {value}  # {source}\n"));
         }
         out.trim_start().to_string()
     }
@@ -464,5 +575,60 @@ mod tests {
         assert!(e.to_string().contains("warmpu"), "{e}");
         let e = load(&ServerFlags::default(), &env(&[("ANOMALYD_INGEST_QUEUE_SAMPLES", "10")])).unwrap_err();
         assert!(e.to_string().contains("ingest.queue_samples"), "{e}");
+    }
+
+    #[test]
+    fn troubleshoot_settings_layer_and_the_api_key_is_never_shown() {
+        let flags =
+            ServerFlags { troubleshoot_endpoint: Some("http://127.0.0.1:9/v1".into()), ..Default::default() };
+        let vars = env(&[
+            ("ANOMALYD_TROUBLESHOOT_API_KEY", "sk-very-secret"),
+            ("ANOMALYD_TROUBLESHOOT_RETRIES", "1"),
+        ]);
+        let (s, src) = load(&flags, &vars).unwrap();
+        assert_eq!(
+            (s.troubleshoot.api_key.0.as_str(), src["troubleshoot.api_key"]),
+            ("sk-very-secret", "env")
+        );
+        assert_eq!(src["troubleshoot.endpoint"], "flag");
+        let shown = s.show(&src);
+        assert!(!shown.contains("sk-very-secret"), "{shown}");
+        assert!(shown.contains("api_key = \"********\"  # env, masked"), "{shown}");
+        assert!(!format!("{s:?}").contains("sk-very-secret"));
+        let service = s.service().unwrap();
+        assert!(!format!("{service:?}").contains("sk-very-secret"));
+        let t = &service.troubleshoot;
+        assert_eq!(t.api_key.as_deref(), Some("sk-very-secret"));
+        assert_eq!(t.endpoint.as_ref().map(|u| u.as_str()), Some("http://127.0.0.1:9/v1"));
+        assert_eq!(t.retries, 1);
+        assert_eq!(t.rules, builtin_rules());
+
+        // Rules from the file come first; the built-in ones can be left out.
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("a.toml");
+        std::fs::write(
+            &file,
+            "[troubleshoot]\nbuiltin_rules = false\n[[troubleshoot.rules]]\nmetric = \"cpu_pct\"\n\
+             direction = \"above\"\nsummary = \"Busy.\"\nsteps = [\"Find the process.\"]\n",
+        )
+        .unwrap();
+        let (s, src) =
+            load(&ServerFlags { config: Some(file.clone()), ..Default::default() }, &env(&[])).unwrap();
+        assert_eq!(src["troubleshoot.rules"], "file");
+        let rules = s.service().unwrap().troubleshoot.rules;
+        assert_eq!(rules.len(), 1);
+        assert_eq!(rules[0].steps, ["Find the process."]);
+        let reparsed: Settings = toml::from_str(&s.show(&src)).unwrap();
+        assert_eq!(reparsed, s);
+
+        let e = load(
+            &ServerFlags { troubleshoot_endpoint: Some("ftp://x".into()), ..Default::default() },
+            &env(&[]),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("troubleshoot.endpoint"), "{e}");
+        std::fs::write(&file, "[[troubleshoot.rules]]\nsummary = \"s\"\nsteps = [\"x\"]\n").unwrap();
+        let e = load(&ServerFlags { config: Some(file), ..Default::default() }, &env(&[])).unwrap_err();
+        assert!(e.to_string().contains("troubleshoot.rules[0]"), "{e}");
     }
 }

@@ -218,7 +218,7 @@ pub async fn list(
     }))
 }
 
-fn id_param(id: Result<Path<i64>, PathRejection>) -> Result<i64, ApiError> {
+pub(crate) fn id_param(id: Result<Path<i64>, PathRejection>) -> Result<i64, ApiError> {
     id.map(|Path(id)| id).map_err(|_| ApiError::invalid("id", "anomaly ids are integers"))
 }
 

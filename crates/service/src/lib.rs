@@ -21,6 +21,7 @@ pub mod pipeline;
 mod score;
 pub mod system;
 pub mod telemetry_metrics;
+pub mod troubleshoot;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -49,6 +50,8 @@ pub struct ServiceSettings {
     pub auth: auth::AuthSettings,
     /// Limits, rate limits, CORS.
     pub http: middleware::HttpSettings,
+    /// LLM endpoint, answer cache and rules table of troubleshooting.
+    pub troubleshoot: troubleshoot::TroubleshootSettings,
 }
 
 impl Default for ServiceSettings {
@@ -59,6 +62,7 @@ impl Default for ServiceSettings {
                 .expect("the shipped configuration is valid"),
             auth: auth::AuthSettings::default(),
             http: middleware::HttpSettings::default(),
+            troubleshoot: troubleshoot::TroubleshootSettings::default(),
         }
     }
 }
@@ -78,6 +82,8 @@ pub struct AppState {
     pub system: Arc<system::SystemMonitor>,
     /// Recent API key lookups.
     pub keys: Arc<auth::KeyCache>,
+    /// Troubleshooting answers: LLM client and single-flight.
+    pub troubleshoot: Arc<troubleshoot::Troubleshooter>,
 }
 
 impl AppState {
@@ -96,6 +102,10 @@ impl AppState {
         let pipeline = Arc::new(Pipeline::start(store.clone(), bundle, settings.pipeline.clone()));
         let system = Arc::new(system::SystemMonitor::default());
         system.start(Arc::downgrade(&pipeline), Duration::from_secs(5));
+        // The LLM gets four fifths of the request timeout, so the fallback answer still goes
+        // out before the timeout layer cuts the request off.
+        let budget = settings.http.request_timeout.saturating_sub(settings.http.request_timeout / 5);
+        let troubleshoot = Arc::new(troubleshoot::Troubleshooter::new(settings.troubleshoot.clone(), budget));
         Self {
             store,
             pipeline,
@@ -103,6 +113,7 @@ impl AppState {
             settings: Arc::new(settings),
             system,
             keys: Arc::new(auth::KeyCache::default()),
+            troubleshoot,
         }
     }
 
@@ -153,6 +164,7 @@ api_routes! {
     GET "/api/v1/devices/{id}" => devices::detail, Read;
     GET "/api/v1/anomalies/{id}" => anomalies::detail, Read;
     PATCH "/api/v1/anomalies/{id}" => anomalies::update, Write;
+    POST "/api/v1/anomalies/{id}/troubleshoot" => troubleshoot::troubleshoot, Read;
     GET "/api/v1/incidents" => incidents::list, Read;
     GET "/api/v1/incidents/{id}" => incidents::detail, Read;
     PATCH "/api/v1/incidents/{id}" => incidents::update, Write;

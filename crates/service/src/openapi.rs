@@ -19,6 +19,7 @@ use utoipa_swagger_ui::SwaggerUi;
 use crate::error::ApiError;
 use crate::{
     anomalies, dashboard, devices, health, incidents, ingest, insights, models, score, telemetry_metrics,
+    troubleshoot,
 };
 
 /// Where the document is served.
@@ -47,6 +48,7 @@ pub const DOCS_PATH: &str = "/docs";
         anomalies::list,
         anomalies::detail,
         anomalies::update,
+        troubleshoot::troubleshoot,
         devices::list,
         devices::detail,
         incidents::list,

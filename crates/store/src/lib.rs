@@ -16,6 +16,7 @@ mod ingest;
 mod insights;
 mod keys;
 mod models;
+mod troubleshoot;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -33,6 +34,7 @@ pub use ingest::{IngestBatch, IngestOutcome, TelemetryRow};
 pub use insights::{AttributeCorrelation, DashboardStats, TrendBucket};
 pub use keys::{ApiKeyRecord, hash_key};
 pub use models::{ModelRecord, NewModel, TrainingRow};
+pub use troubleshoot::{CachedAnswer, troubleshoot_cache_key};
 
 /// Store result.
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;

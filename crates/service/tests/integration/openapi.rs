@@ -269,6 +269,15 @@ async fn real_responses_match_the_document() {
     assert_eq!(status, 404);
     let change = json!({"status": "acknowledged", "note": "on it"});
     call(&doc, "PATCH", one, &format!("{base}/api/v1/anomalies/{id}"), Some(change)).await;
+    let troubleshoot = "/api/v1/anomalies/{id}/troubleshoot";
+    let url = format!("{base}/api/v1/anomalies/{id}/troubleshoot");
+    let (_, answer) = call(&doc, "POST", troubleshoot, &url, Some(json!({"refresh": false}))).await;
+    assert_eq!(answer["source"], "rules", "no LLM is configured");
+    let (status, _) =
+        call(&doc, "POST", troubleshoot, &format!("{base}/api/v1/anomalies/999999/troubleshoot"), None).await;
+    assert_eq!(status, 404);
+    let (status, _) = call(&doc, "POST", troubleshoot, &url, Some(json!({"refresh": 1}))).await;
+    assert_eq!(status, 400);
     let (status, _) =
         call(&doc, "GET", "/api/v1/anomalies", &format!("{base}/api/v1/anomalies?limit=0"), None).await;
     assert_eq!(status, 400);
