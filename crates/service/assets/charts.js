@@ -90,7 +90,7 @@ export function attributionChart(items, width) {
     'aria-label': 'Feature attribution: ' + items.map((a) => `${a.feature} ${Math.round(a.weight * 100)} % ${a.direction} normal`).join('; '),
   });
   svg.append(h('text', { class: 'axis', x: labelW, y: 12 }, 'share of the score'));
-  svg.append(h('text', { class: 'axis', x: stripX, y: 12 }, 'value vs normal range (p05–p95)'));
+  svg.append(h('text', { class: 'axis', x: stripX, y: 12 }, stripW < 200 ? 'value (normal)' : 'value vs normal range (p05–p95)'));
   items.forEach((a, i) => {
     const y = 22 + i * rowH;
     const dir = a.direction || 'within';
@@ -117,7 +117,7 @@ export function attributionChart(items, width) {
         svg.append(h('circle', { class: `marker dir-${dir}`, cx: sx(v), cy: y + 14, r: 6 }, h('title', {}, `value ${fmtNum(v)}`)));
       }
       svg.append(h('text', { class: 'value', x: stripX, y: y + 38 },
-        `value ${fmtNum(v)} · normal ${fmtNum(lo)} – ${fmtNum(hi)}`));
+        stripW < 200 ? `${fmtNum(v)} (${fmtNum(lo)}–${fmtNum(hi)})` : `value ${fmtNum(v)} · normal ${fmtNum(lo)} – ${fmtNum(hi)}`));
     }
   });
   return svg;

@@ -61,7 +61,7 @@ export async function render(main, _route, ctx) {
     if (key !== lastTrend) {
       lastTrend = key;
       if (empty) fill(chart, emptyState(...NO_DATA));
-      else responsive(chart, (w) => countChart(trends.buckets, w, chart.clientHeight || 220, `Anomalies per ${trends.bucket}`));
+      else responsive(chart, (w) => countChart(fromFirstAnomaly(trends.buckets), w, chart.clientHeight || 220, `Anomalies per ${trends.bucket}`));
     }
     renderLatest(latest, recent.items, empty);
     renderCohorts(cohorts, stats.anomalies.by_cohort, empty);
@@ -73,6 +73,12 @@ export async function render(main, _route, ctx) {
     document.body.dataset.ready = 'overview';
   }
   ctx.poll(load);
+}
+
+/** The buckets from the first non-empty one on (at least two days of them), so a young fleet fills the chart. */
+function fromFirstAnomaly(buckets) {
+  const first = buckets.findIndex((b) => b.count > 0);
+  return first < 0 ? buckets : buckets.slice(Math.max(0, Math.min(first, buckets.length - 48)));
 }
 
 function renderLatest(box, items, empty) {
