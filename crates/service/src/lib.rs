@@ -3,7 +3,7 @@
 //! The HTTP API of anomalyd (axum): routes under `/api/v1`, health probes, and one error
 //! mapping to RFC 9457 problem+json ([`error::ApiError`]). The OpenAPI 3.1 document is
 //! generated from the handlers ([`openapi::ApiDoc`]) and served at `/api/v1/openapi.json`,
-//! with interactive docs at `/docs`.
+//! with interactive docs at `/docs`, and the web dashboard ([`ui`]) at `/`.
 
 mod anomalies;
 pub mod auth;
@@ -22,6 +22,7 @@ mod score;
 pub mod system;
 pub mod telemetry_metrics;
 pub mod troubleshoot;
+pub mod ui;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -184,6 +185,8 @@ pub fn router(state: AppState) -> Router {
     let http = state.settings.http.clone();
     let routes = api_routes(&state)
         .merge(openapi::docs_router())
+        // The dashboard: public static files; their data comes from the API with a key.
+        .merge(ui::router())
         // Enforced by the body extractors, whose rejection the handlers turn into problem+json.
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(TimeoutLayer::with_status_code(middleware::TIMEOUT_STATUS, http.request_timeout))

@@ -97,6 +97,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
         }
         let addr = listener.local_addr()?;
         eprintln!("\nanomalyd demo is running: http://{addr} (loopback, no API keys needed)");
+        eprintln!("  dashboard:  http://{addr}/");
         eprintln!("  anomalies:  curl -s 'http://{addr}/api/v1/anomalies?limit=5'");
         eprintln!("  incidents:  curl -s 'http://{addr}/api/v1/incidents?limit=5'");
         eprintln!("  stats:      curl -s 'http://{addr}/api/v1/dashboard/stats'");

@@ -2,6 +2,7 @@
 
 mod bad_input;
 mod common;
+mod dashboard_e2e;
 mod durability;
 mod fleet;
 mod formats;

@@ -6,6 +6,7 @@ mod fleet;
 mod middleware;
 mod openapi;
 mod troubleshoot;
+mod ui;
 
 use anomalyd_engine::fleet::FleetBundle;
 use anomalyd_service::{AppState, serve};

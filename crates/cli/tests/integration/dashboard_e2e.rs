@@ -1,0 +1,170 @@
+//! The web dashboard end to end: the real binary serving a seeded database with a model that
+//! scores live telemetry, driven by `e2e/dashboard.mjs` (playwright-core from npm) in Debian's
+//! headless chromium. The script checks the overview, filters, paging, keyboard use, triage
+//! that survives a reload, live updates, both themes and phone size, and saves screenshots.
+//!
+//! Needs `chromium` (`apt-get install -y chromium`), `node` and `npm ci --prefix e2e`; the
+//! test fails, saying what to install, when one is missing. `ANOMALYD_SCREENSHOTS=<dir>`
+//! keeps the screenshots there (e.g. `docs/screenshots`); otherwise they go to a temporary
+//! directory under the target dir. `CHROMIUM` overrides the browser's path.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::common::{free_address, http_get, ok};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+}
+
+/// Panics with what to install when a prerequisite is missing (never skips silently).
+fn prerequisites() -> PathBuf {
+    let chromium =
+        std::env::var_os("CHROMIUM").map_or_else(|| PathBuf::from("/usr/bin/chromium"), PathBuf::from);
+    let mut missing = Vec::new();
+    if !chromium.exists() {
+        missing.push(format!("{} is missing: apt-get install -y chromium", chromium.display()));
+    }
+    if Command::new("node").arg("--version").output().map_or(true, |o| !o.status.success()) {
+        missing.push("node is missing: apt-get install -y nodejs npm".to_string());
+    }
+    if !root().join("e2e/node_modules/playwright-core/package.json").exists() {
+        missing.push("e2e/node_modules has no playwright-core: npm ci --prefix e2e".to_string());
+    }
+    assert!(missing.is_empty(), "the dashboard e2e test needs:\n  {}", missing.join("\n  "));
+    chromium
+}
+
+/// `anomalyd serve`, killed when dropped.
+struct Server {
+    child: Child,
+    address: String,
+    log: PathBuf,
+}
+
+impl Server {
+    fn start(data: &Path, model: &Path, log: PathBuf) -> Server {
+        let address = free_address();
+        let child = Command::new(env!("CARGO_BIN_EXE_anomalyd"))
+            .args(["serve", "--insecure-no-auth", "--listen", &address, "--data-dir"])
+            .arg(data)
+            .arg("--model")
+            .arg(model)
+            // The live step posts a device's first sample: let the model and rules flag it.
+            .env("ANOMALYD_INGEST_WARMUP", "0")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("binary starts");
+        let mut server = Server { child, address, log };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !http_get(&server.address, "/readyz").is_some_and(|r| r.starts_with("HTTP/1.1 200")) {
+            if let Some(status) = server.child.try_wait().unwrap() {
+                panic!("the server exited before it was ready ({status}):\n{}", server.stderr());
+            }
+            assert!(Instant::now() < deadline, "not ready within 30 s:\n{}", server.stderr());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        server
+    }
+
+    fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn dashboard_end_to_end_in_headless_chromium() {
+    let chromium = prerequisites();
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n);
+    let data = p("data");
+
+    // 600 anomalies over 60 devices and the last two days: enough for several pages of each
+    // severity and a populated chart.
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis();
+    ok(&[
+        "bench-api",
+        "seed",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--anomalies",
+        "600",
+        "--devices",
+        "60",
+        "--days",
+        "2",
+        "--end",
+        &(now - 3_600_000).to_string(),
+    ]);
+    // A small bundle so live telemetry is scored and its rules fire.
+    let fleet = p("fleet.csv");
+    let config = p("fleet.toml");
+    std::fs::write(
+        &config,
+        std::fs::read_to_string(root().join("config/fleet.toml"))
+            .unwrap()
+            .replace("min_rows = 5000", "min_rows = 2000"),
+    )
+    .unwrap();
+    ok(&[
+        "simulate",
+        "--devices",
+        "40",
+        "--samples",
+        "200",
+        "--seed",
+        "5",
+        "--output",
+        fleet.to_str().unwrap(),
+    ]);
+    let bundle = p("fleet.bundle");
+    ok(&[
+        "train",
+        "--telemetry",
+        fleet.to_str().unwrap(),
+        "--config",
+        config.to_str().unwrap(),
+        "--output",
+        bundle.to_str().unwrap(),
+    ]);
+
+    let server = Server::start(&data, &bundle, p("server.log"));
+    let shots = std::env::var_os("ANOMALYD_SCREENSHOTS").map_or_else(
+        || PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("dashboard-screenshots"),
+        |d| root().join(d),
+    );
+    let out = Command::new("node")
+        .current_dir(root())
+        .arg("e2e/dashboard.mjs")
+        .arg(format!("http://{}", server.address))
+        .arg(&shots)
+        .env("CHROMIUM", &chromium)
+        .stdin(Stdio::null())
+        .output()
+        .expect("node starts");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    println!("{stdout}{stderr}screenshots: {}", shots.display());
+    assert!(
+        out.status.success(),
+        "e2e/dashboard.mjs failed ({}):\n{stdout}\n{stderr}\nserver log:\n{}",
+        out.status,
+        server.stderr()
+    );
+    assert!(stdout.contains("e2e: all passed"), "{stdout}");
+    for page in ["overview", "anomalies", "anomaly", "device", "models"] {
+        for size in ["desktop", "phone"] {
+            assert!(shots.join(format!("{page}-{size}.png")).exists(), "{page}-{size}.png saved");
+        }
+    }
+}

@@ -1,0 +1,97 @@
+// The API client: JSON over fetch with the operator's key (kept in sessionStorage, so it
+// lives as long as the tab), one key prompt shared by every request that hit 401, and
+// problem+json errors turned into Error objects that say what went wrong.
+
+const KEY = 'anomalyd.api-key';
+let keyPrompt = null;
+
+/** An error answer of the API (problem+json) or a network failure (status 0). */
+export class ApiError extends Error {
+  constructor(status, title, detail, body) {
+    super(detail || title || `HTTP ${status}`);
+    this.status = status;
+    this.title = title;
+    this.body = body;
+  }
+}
+
+export function storedKey() {
+  return sessionStorage.getItem(KEY);
+}
+
+export function forgetKey() {
+  sessionStorage.removeItem(KEY);
+}
+
+/** Asks for a key once for all waiting requests; resolves when one was entered. */
+function askKey(message) {
+  if (keyPrompt) return keyPrompt;
+  const dialog = document.getElementById('key-dialog');
+  const form = document.getElementById('key-form');
+  const input = document.getElementById('key-input');
+  const err = document.getElementById('key-error');
+  err.hidden = !message;
+  err.textContent = message || '';
+  keyPrompt = new Promise((resolve) => {
+    const done = (ev) => {
+      ev.preventDefault();
+      const key = input.value.trim();
+      if (!key) return;
+      sessionStorage.setItem(KEY, key);
+      input.value = '';
+      form.removeEventListener('submit', done);
+      dialog.close();
+      keyPrompt = null;
+      document.dispatchEvent(new CustomEvent('anomalyd:key'));
+      resolve();
+    };
+    form.addEventListener('submit', done);
+    // Escape would leave the page without data: the prompt stays until a key is given.
+    dialog.addEventListener('cancel', (ev) => ev.preventDefault(), { once: true });
+    if (!dialog.open) dialog.showModal();
+    input.focus();
+  });
+  return keyPrompt;
+}
+
+/** `method path` with an optional JSON body; resolves to the parsed JSON answer. */
+export async function api(path, { method = 'GET', body, signal } = {}) {
+  for (let attempt = 0; ; attempt++) {
+    const headers = { Accept: 'application/json' };
+    const key = storedKey();
+    if (key) headers.Authorization = `Bearer ${key}`;
+    if (body !== undefined) headers['Content-Type'] = 'application/json';
+    let res;
+    try {
+      res = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), signal });
+    } catch (e) {
+      if (e.name === 'AbortError') throw e;
+      throw new ApiError(0, 'unreachable', 'Cannot reach the anomalyd server. Is it running? Retrying shortly.');
+    }
+    if (res.status === 401 && attempt < 5) {
+      if (key) forgetKey();
+      await askKey(key ? 'That key was refused. Check it, or create a new one.' : '');
+      continue;
+    }
+    const text = await res.text();
+    let json = null;
+    try {
+      json = text ? JSON.parse(text) : null;
+    } catch {
+      json = null;
+    }
+    if (!res.ok) {
+      const detail = json && (json.detail || json.title);
+      throw new ApiError(res.status, json && json.title, detail || `${method} ${path}: HTTP ${res.status}`, json);
+    }
+    return json;
+  }
+}
+
+/** A query string from an object, leaving out empty values. */
+export function qs(params) {
+  const p = new URLSearchParams();
+  for (const [k, v] of Object.entries(params)) if (v !== undefined && v !== null && v !== '') p.set(k, v);
+  const s = p.toString();
+  return s ? `?${s}` : '';
+}

@@ -1,0 +1,66 @@
+//! The dashboard's files over real HTTP: the shell at `/`, versioned assets cached for good,
+//! entity tags, the Content-Security-Policy, and no key needed for any of it.
+
+use anomalyd_service::auth::AuthSettings;
+use anomalyd_service::{AppState, ServiceSettings, serve};
+use anomalyd_store::{Store, StoreOptions};
+
+#[tokio::test]
+async fn the_dashboard_is_served_from_the_binary_without_a_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let store =
+        Store::open(dir.path().join("a.db").to_str().unwrap(), &StoreOptions::default()).await.unwrap();
+    // Keys are required: the files are public, the data behind them is not.
+    let settings = ServiceSettings { auth: AuthSettings::default(), ..Default::default() };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(serve(listener, AppState::with_settings(store, None, settings), std::future::pending()));
+    let client = reqwest::Client::new();
+
+    let r = client.get(format!("{base}/")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "text/html; charset=utf-8");
+    assert_eq!(r.headers()["cache-control"], "no-cache");
+    let csp = r.headers()["content-security-policy"].to_str().unwrap().to_string();
+    assert!(csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"), "{csp}");
+    let etag = r.headers()["etag"].to_str().unwrap().to_string();
+    let html = r.text().await.unwrap();
+    assert!(!html.contains("<script>"), "no inline script (CSP)");
+    let version = anomalyd_service::ui::asset_version();
+    assert!(html.contains(&format!("/ui/{version}/app.js")), "{html}");
+
+    // Revalidation answers 304 without a body.
+    let r = client.get(format!("{base}/")).header("if-none-match", &etag).send().await.unwrap();
+    assert_eq!(r.status(), 304);
+    assert!(r.bytes().await.unwrap().is_empty());
+
+    // Every file the shell names is served, immutable under the current version.
+    let mut names = 0;
+    for part in html.split("/ui/").skip(1) {
+        let path = part.split('"').next().unwrap();
+        let r = client.get(format!("{base}/ui/{path}")).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+        assert_eq!(r.headers()["cache-control"], "public, max-age=31536000, immutable", "{path}");
+        assert!(r.headers().contains_key("etag"), "{path}");
+        let ctype = r.headers()["content-type"].to_str().unwrap().to_string();
+        let want = match path.rsplit('.').next() {
+            Some("js") => "text/javascript; charset=utf-8",
+            Some("css") => "text/css; charset=utf-8",
+            _ => "image/svg+xml",
+        };
+        assert_eq!(ctype, want, "{path}");
+        names += 1;
+    }
+    assert!(names >= 10, "the shell names the modules, the stylesheet and the icon ({names})");
+
+    // An older version's URL still works but is not cached for good; unknown files are 404.
+    let r = client.get(format!("{base}/ui/0000/app.js")).send().await.unwrap();
+    assert_eq!((r.status().as_u16(), r.headers()["cache-control"].to_str().unwrap()), (200, "no-cache"));
+    let r = client.get(format!("{base}/ui/{version}/secret.txt")).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    assert_eq!(r.headers()["content-type"], "application/problem+json");
+
+    // The API still asks for a key.
+    let r = client.get(format!("{base}/api/v1/dashboard/stats")).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+}
