@@ -21,6 +21,7 @@ pub mod pipeline;
 mod score;
 pub mod system;
 pub mod telemetry_metrics;
+pub mod webhooks;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -49,6 +50,8 @@ pub struct ServiceSettings {
     pub auth: auth::AuthSettings,
     /// Limits, rate limits, CORS.
     pub http: middleware::HttpSettings,
+    /// Webhook delivery.
+    pub webhooks: webhooks::WebhookSettings,
 }
 
 impl Default for ServiceSettings {
@@ -59,6 +62,7 @@ impl Default for ServiceSettings {
                 .expect("the shipped configuration is valid"),
             auth: auth::AuthSettings::default(),
             http: middleware::HttpSettings::default(),
+            webhooks: webhooks::WebhookSettings::default(),
         }
     }
 }
@@ -78,6 +82,9 @@ pub struct AppState {
     pub system: Arc<system::SystemMonitor>,
     /// Recent API key lookups.
     pub keys: Arc<auth::KeyCache>,
+    /// Webhook delivery worker; call [`webhooks::WebhookWorker::shutdown`] on graceful
+    /// shutdown so attempts in flight finish or go back to the outbox.
+    pub webhooks: Arc<webhooks::WebhookWorker>,
 }
 
 impl AppState {
@@ -90,10 +97,17 @@ impl AppState {
         Self::with_settings(store, bundle, settings)
     }
 
-    /// State with explicit settings and bundle.
+    /// State with explicit settings and bundle. Starts the ingest pipeline and the webhook
+    /// worker.
     pub fn with_settings(store: Store, bundle: Option<ActiveBundle>, settings: ServiceSettings) -> Self {
         telemetry_metrics::init();
-        let pipeline = Arc::new(Pipeline::start(store.clone(), bundle, settings.pipeline.clone()));
+        let webhooks = Arc::new(webhooks::WebhookWorker::start(store.clone(), settings.webhooks.clone()));
+        let pipeline = Arc::new(Pipeline::start(
+            store.clone(),
+            bundle,
+            settings.pipeline.clone(),
+            webhooks.waker(),
+        ));
         let system = Arc::new(system::SystemMonitor::default());
         system.start(Arc::downgrade(&pipeline), Duration::from_secs(5));
         Self {
@@ -103,6 +117,7 @@ impl AppState {
             settings: Arc::new(settings),
             system,
             keys: Arc::new(auth::KeyCache::default()),
+            webhooks,
         }
     }
 
@@ -164,6 +179,11 @@ api_routes! {
     POST "/api/v1/models/train" => models::train, Admin;
     GET "/api/v1/models/train/{job}" => models::job, Read;
     POST "/api/v1/models/{id}/activate" => models::activate, Admin;
+    GET "/api/v1/webhooks" => webhooks::list, Admin;
+    POST "/api/v1/webhooks" => webhooks::create, Admin;
+    DELETE "/api/v1/webhooks/{id}" => webhooks::delete, Admin;
+    GET "/api/v1/webhooks/{id}/deliveries" => webhooks::deliveries, Admin;
+    POST "/api/v1/webhooks/{id}/deliveries/{delivery}/retry" => webhooks::retry, Admin;
     GET "/metrics" => telemetry_metrics::render, Read;
 }
 

@@ -16,6 +16,7 @@ mod ingest;
 mod insights;
 mod keys;
 mod models;
+mod webhooks;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -33,6 +34,9 @@ pub use ingest::{IngestBatch, IngestOutcome, TelemetryRow};
 pub use insights::{AttributeCorrelation, DashboardStats, TrendBucket};
 pub use keys::{ApiKeyRecord, hash_key};
 pub use models::{ModelRecord, NewModel, TrainingRow};
+pub use webhooks::{
+    ClaimedDelivery, DeliveryRecord, DeliveryStatus, EVENT_INCIDENT_OPENED, NewWebhook, WebhookRecord,
+};
 
 /// Store result.
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;

@@ -97,7 +97,10 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
             Some(b) => eprintln!("scoring with model {}", b.version),
             None => eprintln!("no active model: telemetry is stored, not scored (POST /api/v1/models/train)"),
         }
+        let webhooks = state.webhooks.clone();
         serve(listener, state, shutdown_signal()).await?;
+        // Attempts in flight get a moment to finish; the rest go back to the outbox.
+        webhooks.shutdown(std::time::Duration::from_secs(5)).await;
         store.close().await;
         eprintln!("anomalyd stopped");
         Ok(())

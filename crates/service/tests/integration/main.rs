@@ -5,6 +5,7 @@ mod dashboard;
 mod fleet;
 mod middleware;
 mod openapi;
+mod webhooks;
 
 use anomalyd_engine::fleet::FleetBundle;
 use anomalyd_service::{AppState, serve};
