@@ -524,7 +524,11 @@ mod tests {
     fn webhook_settings_layer_and_reach_the_service() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("a.toml");
-        std::fs::write(&file, "listen = \"10.0.0.5:9000\"\n[webhooks]\nmax_attempts = 3\ntimeout_ms = 2500\n").unwrap();
+        std::fs::write(
+            &file,
+            "listen = \"10.0.0.5:9000\"\n[webhooks]\nmax_attempts = 3\ntimeout_ms = 2500\n",
+        )
+        .unwrap();
         let flags = ServerFlags { config: Some(file), ..Default::default() };
         let (s, src) = load(&flags, &env(&[("ANOMALYD_WEBHOOKS_CONCURRENCY", "9")])).unwrap();
         assert_eq!((src["webhooks.max_attempts"], src["webhooks.concurrency"]), ("file", "env"));

@@ -102,12 +102,8 @@ impl AppState {
     pub fn with_settings(store: Store, bundle: Option<ActiveBundle>, settings: ServiceSettings) -> Self {
         telemetry_metrics::init();
         let webhooks = Arc::new(webhooks::WebhookWorker::start(store.clone(), settings.webhooks.clone()));
-        let pipeline = Arc::new(Pipeline::start(
-            store.clone(),
-            bundle,
-            settings.pipeline.clone(),
-            webhooks.waker(),
-        ));
+        let pipeline =
+            Arc::new(Pipeline::start(store.clone(), bundle, settings.pipeline.clone(), webhooks.waker()));
         let system = Arc::new(system::SystemMonitor::default());
         system.start(Arc::downgrade(&pipeline), Duration::from_secs(5));
         Self {

@@ -427,7 +427,12 @@ impl Worker {
 }
 
 /// The writer stage: one transaction per batch, then the replies.
-async fn write_loop(store: Store, shared: Arc<Shared>, outbox: Arc<Notify>, mut rx: mpsc::Receiver<WriteJob>) {
+async fn write_loop(
+    store: Store,
+    shared: Arc<Shared>,
+    outbox: Arc<Notify>,
+    mut rx: mpsc::Receiver<WriteJob>,
+) {
     while let Some(mut job) = rx.recv().await {
         // Batches that queued up while the last commit ran go into one transaction: under
         // load the fsync and per-statement costs are shared by more samples.

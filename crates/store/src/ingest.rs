@@ -173,7 +173,11 @@ impl Store {
             match attach_to_incident(&mut tx, id, a, &batch.dedup).await? {
                 (incident, true) => {
                     out.incidents_opened.push(incident);
-                    opened.push(OpenedIncident { incident_id: incident, anomaly_id: id, severity: &a.severity });
+                    opened.push(OpenedIncident {
+                        incident_id: incident,
+                        anomaly_id: id,
+                        severity: &a.severity,
+                    });
                 }
                 (_, false) => out.anomalies_deduplicated += 1,
             }

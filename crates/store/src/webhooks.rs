@@ -19,7 +19,8 @@ use crate::{Result, Store};
 pub const EVENT_INCIDENT_OPENED: &str = "incident.opened";
 
 /// SQL rank of a severity column, matching [`crate::incidents`]' ordering.
-const RANK_SQL: &str = "(CASE min_severity WHEN 'critical' THEN 3 WHEN 'high' THEN 2 WHEN 'medium' THEN 1 ELSE 0 END)";
+const RANK_SQL: &str =
+    "(CASE min_severity WHEN 'critical' THEN 3 WHEN 'high' THEN 2 WHEN 'medium' THEN 1 ELSE 0 END)";
 
 /// A webhook to register.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -366,7 +367,13 @@ impl Store {
 
     /// Records a 2xx answer to attempt `attempt`. False when the attempt no longer holds the
     /// row (its lease ran out and another attempt took over).
-    pub async fn delivery_succeeded(&self, id: i64, attempt: i64, http_status: u16, now_ms: i64) -> Result<bool> {
+    pub async fn delivery_succeeded(
+        &self,
+        id: i64,
+        attempt: i64,
+        http_status: u16,
+        now_ms: i64,
+    ) -> Result<bool> {
         let done = sqlx::query(
             "UPDATE webhook_deliveries
              SET status = 'delivered', delivered_at = ?1, updated_at = ?1, lease_until = NULL,
@@ -445,7 +452,10 @@ impl Store {
         .fetch_optional(self.pool())
         .await?;
         requeued.ok_or_else(|| {
-            StoreError::Conflict(format!("delivery {id} is {}; only a dead delivery can be retried", current.status))
+            StoreError::Conflict(format!(
+                "delivery {id} is {}; only a dead delivery can be retried",
+                current.status
+            ))
         })
     }
 }

@@ -24,9 +24,7 @@ use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
 pub use payload::build_payload;
-pub use worker::{
-    Verdict, WebhookSettings, WebhookWorker, backoff, parse_retry_after, signature, verdict,
-};
+pub use worker::{Verdict, WebhookSettings, WebhookWorker, backoff, parse_retry_after, signature, verdict};
 
 use crate::anomalies::{page_limit, query_error};
 use crate::error::ApiError;
@@ -102,7 +100,8 @@ fn validate(body: NewWebhookRequest) -> Result<NewWebhook, ApiError> {
     if url.len() > MAX_URL_LEN {
         return Err(ApiError::invalid("url", format!("at most {MAX_URL_LEN} bytes")));
     }
-    let parsed = reqwest::Url::parse(&url).map_err(|e| ApiError::invalid("url", format!("not a URL: {e}")))?;
+    let parsed =
+        reqwest::Url::parse(&url).map_err(|e| ApiError::invalid("url", format!("not a URL: {e}")))?;
     if !matches!(parsed.scheme(), "http" | "https") {
         return Err(ApiError::invalid("url", format!("must be http or https, not `{}`", parsed.scheme())));
     }
@@ -113,7 +112,10 @@ fn validate(body: NewWebhookRequest) -> Result<NewWebhook, ApiError> {
         None => generate_secret(),
         Some(s) if (16..=256).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_graphic()) => s,
         Some(_) => {
-            return Err(ApiError::invalid("secret", "must be 16 to 256 printable ASCII characters, no spaces"));
+            return Err(ApiError::invalid(
+                "secret",
+                "must be 16 to 256 printable ASCII characters, no spaces",
+            ));
         }
     };
     let min_severity = body.min_severity.unwrap_or_else(|| "high".into());
@@ -358,7 +360,10 @@ pub async fn deliveries(
     let cursor = p.cursor.as_deref().map(str::parse::<Cursor>).transpose().map_err(ApiError::from)?;
     state.store.webhook(id).await?;
     let page = state.store.list_deliveries(id, status, cursor, limit).await?;
-    Ok(Json(DeliveryList { items: page.items.iter().map(delivery_view).collect(), next_cursor: page.next_cursor }))
+    Ok(Json(DeliveryList {
+        items: page.items.iter().map(delivery_view).collect(),
+        next_cursor: page.next_cursor,
+    }))
 }
 
 /// `POST /api/v1/webhooks/{id}/deliveries/{delivery}/retry`.
@@ -406,7 +411,9 @@ mod tests {
 
     #[test]
     fn urls_must_be_http_with_a_host() {
-        for bad in ["", "not a url", "ftp://x.example/a", "file:///etc/passwd", "http://", "javascript:alert(1)"] {
+        for bad in
+            ["", "not a url", "ftp://x.example/a", "file:///etc/passwd", "http://", "javascript:alert(1)"]
+        {
             let e = validate(req(bad)).unwrap_err();
             assert_eq!(e.field.as_deref(), Some("url"), "{bad}: {e:?}");
         }

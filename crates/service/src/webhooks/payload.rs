@@ -7,7 +7,11 @@ use serde_json::{Value, json};
 
 /// The body of `delivery`, read from the stored anomaly, incident and device. Built once, at
 /// the first attempt; retries send the stored bytes.
-pub async fn build_payload(store: &Store, delivery: &DeliveryRecord, public_url: &str) -> Result<String, StoreError> {
+pub async fn build_payload(
+    store: &Store,
+    delivery: &DeliveryRecord,
+    public_url: &str,
+) -> Result<String, StoreError> {
     let anomaly = store.anomaly(delivery.anomaly_id).await?;
     let incident = store.incident(delivery.incident_id).await?;
     let device = store.device(&anomaly.device_id).await?;
@@ -53,7 +57,10 @@ fn summary(severity: &str, device: &str, explanation: &Value, signature: &str) -
     let detail = top
         .and_then(|t| {
             let feature = t["feature"].as_str()?;
-            let num = |k: &str| t[k].as_f64().map(|v| format!("{v:.4}").trim_end_matches('0').trim_end_matches('.').to_string());
+            let num = |k: &str| {
+                t[k].as_f64()
+                    .map(|v| format!("{v:.4}").trim_end_matches('0').trim_end_matches('.').to_string())
+            };
             let direction = t["direction"].as_str().unwrap_or("outside");
             Some(match (num("value"), num("normal_low"), num("normal_high")) {
                 (Some(v), Some(lo), Some(hi)) => format!("{feature} = {v}, {direction} normal {lo}..{hi}"),

@@ -60,11 +60,17 @@ pub(crate) async fn receiver(script: Vec<Answer>) -> Receiver {
     let app = axum::Router::new().route(
         "/hook",
         axum::routing::post(
-            |axum::extract::State((log, script)): axum::extract::State<(Arc<Mutex<Log>>, Arc<Vec<Answer>>)>,
+            |axum::extract::State((log, script)): axum::extract::State<(
+                Arc<Mutex<Log>>,
+                Arc<Vec<Answer>>,
+            )>,
              headers: HeaderMap,
              body: Bytes| async move {
                 let at = Instant::now();
-                let key = headers.get("idempotency-key").map(|v| v.to_str().unwrap().to_string()).unwrap_or_default();
+                let key = headers
+                    .get("idempotency-key")
+                    .map(|v| v.to_str().unwrap().to_string())
+                    .unwrap_or_default();
                 let n = {
                     let mut log = log.lock().unwrap();
                     let seen = log.by_key.entry(key).or_default();
@@ -72,7 +78,9 @@ pub(crate) async fn receiver(script: Vec<Answer>) -> Receiver {
                     seen.len() - 1
                 };
                 let answer: Response = match script.get(n).copied().unwrap_or(Answer::Status(200)) {
-                    Answer::Status(s) => (StatusCode::from_u16(s).unwrap(), format!("answer {s}")).into_response(),
+                    Answer::Status(s) => {
+                        (StatusCode::from_u16(s).unwrap(), format!("answer {s}")).into_response()
+                    }
                     Answer::TooMany(secs) => {
                         (StatusCode::TOO_MANY_REQUESTS, [("retry-after", secs.to_string())], "slow down")
                             .into_response()
@@ -99,7 +107,10 @@ pub(crate) struct Server {
     _dir: tempfile::TempDir,
 }
 
-pub(crate) async fn start(bundle: Option<anomalyd_engine::fleet::FleetBundle>, webhooks: WebhookSettings) -> Server {
+pub(crate) async fn start(
+    bundle: Option<anomalyd_engine::fleet::FleetBundle>,
+    webhooks: WebhookSettings,
+) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let store =
         Store::open(dir.path().join("a.db").to_str().unwrap(), &StoreOptions::default()).await.unwrap();
@@ -152,10 +163,16 @@ pub(crate) async fn register(base: &str, url: &str, secret: Option<&str>) -> (i6
 }
 
 /// Polls the delivery list until `done` holds for it (or fails after 20 s).
-pub(crate) async fn wait_for(base: &str, hook: i64, query: &str, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+pub(crate) async fn wait_for(
+    base: &str,
+    hook: i64,
+    query: &str,
+    done: impl Fn(&[Value]) -> bool,
+) -> Vec<Value> {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let (status, page) = call("GET", &format!("{base}/api/v1/webhooks/{hook}/deliveries?{query}"), None).await;
+        let (status, page) =
+            call("GET", &format!("{base}/api/v1/webhooks/{hook}/deliveries?{query}"), None).await;
         assert_eq!(status, 200, "{page}");
         let items = page["items"].as_array().unwrap().clone();
         if done(&items) {
@@ -225,7 +242,8 @@ async fn an_alert_survives_500_429_and_a_hang_and_is_delivered_once_signed() {
     let mut samples: Vec<Value> = (0..40).map(|h| sample("dev-x", h, 33.0 + (h % 3) as f64)).collect();
     samples.push(sample("dev-x", 40, 71.0));
     samples.extend((41..44).map(|h| sample("dev-x", h, 33.0)));
-    let (status, body) = call("POST", &format!("{}/api/v1/telemetry", s.base), Some(Value::Array(samples))).await;
+    let (status, body) =
+        call("POST", &format!("{}/api/v1/telemetry", s.base), Some(Value::Array(samples))).await;
     assert_eq!((status, body["anomalies"].as_u64().is_some_and(|n| n >= 1)), (200, true), "{body}");
     let (_, incidents) = call("GET", &format!("{}/api/v1/incidents?device_id=dev-x", s.base), None).await;
     let incidents = incidents["items"].as_array().unwrap().clone();
@@ -422,7 +440,8 @@ async fn the_outbox_row_commits_with_the_incident_even_when_nothing_delivers() {
     let (_, page) = call("GET", &format!("{}/api/v1/webhooks/{hook}/deliveries?limit=1", s.base), None).await;
     let cursor = page["next_cursor"].as_str().unwrap();
     let (_, next) =
-        call("GET", &format!("{}/api/v1/webhooks/{hook}/deliveries?limit=1&cursor={cursor}", s.base), None).await;
+        call("GET", &format!("{}/api/v1/webhooks/{hook}/deliveries?limit=1&cursor={cursor}", s.base), None)
+            .await;
     assert!(next["items"][0]["id"].as_i64() < page["items"][0]["id"].as_i64());
     assert!(next["next_cursor"].is_null());
 }
