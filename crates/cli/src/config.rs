@@ -322,7 +322,7 @@ impl Settings {
             return bad("webhooks.backoff_max_ms", "must be at least webhooks.backoff_base_ms");
         }
         let url = &self.webhooks.public_url;
-        if !url.is_empty() && !(url.starts_with("http://") || url.starts_with("https://")) {
+        if !(url.is_empty() || url.starts_with("http://") || url.starts_with("https://")) {
             return bad("webhooks.public_url", "must start with http:// or https://");
         }
         Ok(())

@@ -454,8 +454,8 @@ mod tests {
 
     #[test]
     fn signatures_are_hmac_sha256_of_timestamp_dot_body() {
-        // RFC 4231 test case 2 (key "Jefe"): the signed text "12.3 what do ya want" is not
-        // the RFC's, so check the primitive on the RFC vector and the framing separately.
+        // The primitive against RFC 4231 test case 2, then the `{timestamp}.{body}` framing
+        // (which no published vector covers) against the primitive.
         let mut mac = Hmac::<Sha256>::new_from_slice(b"Jefe").unwrap();
         mac.update(b"what do ya want for nothing?");
         let expected: String = mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect();

@@ -41,6 +41,9 @@ struct Log {
     by_key: BTreeMap<String, Vec<Received>>,
 }
 
+/// The receiver's request log and script.
+type ReceiverState = (Arc<Mutex<Log>>, Arc<Vec<Answer>>);
+
 pub(crate) struct Receiver {
     pub(crate) url: String,
     log: Arc<Mutex<Log>>,
@@ -60,10 +63,7 @@ pub(crate) async fn receiver(script: Vec<Answer>) -> Receiver {
     let app = axum::Router::new().route(
         "/hook",
         axum::routing::post(
-            |axum::extract::State((log, script)): axum::extract::State<(
-                Arc<Mutex<Log>>,
-                Arc<Vec<Answer>>,
-            )>,
+            |axum::extract::State((log, script)): axum::extract::State<ReceiverState>,
              headers: HeaderMap,
              body: Bytes| async move {
                 let at = Instant::now();
@@ -252,54 +252,57 @@ async fn an_alert_survives_500_429_and_a_hang_and_is_delivered_once_signed() {
     let delivered = wait_for(&s.base, hook, "status=delivered", |d| d.len() == incidents.len()).await;
     // No attempt after the successful one.
     tokio::time::sleep(Duration::from_millis(400)).await;
-    let log = rx.log.lock().unwrap();
-    assert_eq!(log.by_key.len(), incidents.len(), "one delivery per incident");
-    for d in &delivered {
-        assert_eq!((d["attempts"].as_i64(), d["last_status"].as_i64()), (Some(4), Some(200)), "{d}");
-        assert!(d["last_error"].is_null() && d["next_attempt_at"].is_null() && d["delivered_at"].is_string());
-        let key = d["idempotency_key"].as_str().unwrap();
-        let seen = &log.by_key[key];
-        assert_eq!(seen.len(), 4, "500, 429, the hang, 200: {key}");
-        // Every attempt sends the same bytes, the same key and delivery id, validly signed.
-        for r in seen {
-            assert_eq!(r.body, seen[0].body, "a retry changed the body");
-            assert_eq!(r.headers["content-type"], "application/json");
-            assert_eq!(r.headers["x-anomalyd-delivery"], d["id"].to_string().as_str());
-            assert_eq!(r.headers["x-anomalyd-event"], "incident.opened");
-            let ts = r.headers["x-anomalyd-timestamp"].to_str().unwrap();
-            let ts_secs: i64 = ts.parse().unwrap();
-            assert!((ts_secs - anomalyd_service::now_ms() / 1000).abs() < 60);
-            let mut signed = format!("{ts}.").into_bytes();
-            signed.extend_from_slice(&r.body);
-            let expected = format!("sha256={}", hmac_hex(secret, &signed));
-            assert_eq!(r.headers["x-anomalyd-signature"].to_str().unwrap(), expected);
-            assert_ne!(expected, format!("sha256={}", hmac_hex("another-secret-000000", &signed)));
-        }
-        // Backoff: the first retry waits at least half of base (equal jitter), the second at
-        // least Retry-After's 1 s, the third the hang's timeout plus half of base·4.
-        let gap = |i: usize| seen[i].at - seen[i - 1].at;
-        let slack = Duration::from_millis(5);
-        assert!(gap(1) + slack >= base_backoff / 2, "{:?}", gap(1));
-        assert!(gap(2) + slack >= Duration::from_secs(1), "Retry-After not honoured: {:?}", gap(2));
-        assert!(gap(3) + slack >= timeout + base_backoff * 4 / 2, "{:?}", gap(3));
+    {
+        let log = rx.log.lock().unwrap();
+        assert_eq!(log.by_key.len(), incidents.len(), "one delivery per incident");
+        for d in &delivered {
+            assert_eq!((d["attempts"].as_i64(), d["last_status"].as_i64()), (Some(4), Some(200)), "{d}");
+            assert!(
+                d["last_error"].is_null() && d["next_attempt_at"].is_null() && d["delivered_at"].is_string()
+            );
+            let key = d["idempotency_key"].as_str().unwrap();
+            let seen = &log.by_key[key];
+            assert_eq!(seen.len(), 4, "500, 429, the hang, 200: {key}");
+            // Every attempt sends the same bytes, the same key and delivery id, validly signed.
+            for r in seen {
+                assert_eq!(r.body, seen[0].body, "a retry changed the body");
+                assert_eq!(r.headers["content-type"], "application/json");
+                assert_eq!(r.headers["x-anomalyd-delivery"], d["id"].to_string().as_str());
+                assert_eq!(r.headers["x-anomalyd-event"], "incident.opened");
+                let ts = r.headers["x-anomalyd-timestamp"].to_str().unwrap();
+                let ts_secs: i64 = ts.parse().unwrap();
+                assert!((ts_secs - anomalyd_service::now_ms() / 1000).abs() < 60);
+                let mut signed = format!("{ts}.").into_bytes();
+                signed.extend_from_slice(&r.body);
+                let expected = format!("sha256={}", hmac_hex(secret, &signed));
+                assert_eq!(r.headers["x-anomalyd-signature"].to_str().unwrap(), expected);
+                assert_ne!(expected, format!("sha256={}", hmac_hex("another-secret-000000", &signed)));
+            }
+            // Backoff: the first retry waits at least half of base (equal jitter), the second at
+            // least Retry-After's 1 s, the third the hang's timeout plus half of base·4.
+            let gap = |i: usize| seen[i].at - seen[i - 1].at;
+            let slack = Duration::from_millis(5);
+            assert!(gap(1) + slack >= base_backoff / 2, "{:?}", gap(1));
+            assert!(gap(2) + slack >= Duration::from_secs(1), "Retry-After not honoured: {:?}", gap(2));
+            assert!(gap(3) + slack >= timeout + base_backoff * 4 / 2, "{:?}", gap(3));
 
-        let payload: Value = serde_json::from_slice(&seen[0].body).unwrap();
-        assert_eq!(d["payload"], payload, "the API shows the body sent");
-        let incident = incidents.iter().find(|i| i["id"] == payload["incident"]["id"]).unwrap();
-        assert_eq!(payload["event"], "incident.opened");
-        assert_eq!(payload["idempotency_key"], key);
-        assert_eq!(payload["incident"]["incident_key"], incident["incident_key"]);
-        assert_eq!(payload["incident"]["severity"], incident["severity"]);
-        assert_eq!(payload["device"]["id"], "dev-x");
-        assert_eq!(payload["device"]["labels"]["site"], "berlin");
-        let anomaly = payload["anomaly"]["id"].as_i64().unwrap();
-        assert_eq!(d["anomaly_id"].as_i64(), Some(anomaly));
-        assert_eq!(payload["dashboard_url"], format!("https://anomalyd.example/#/anomalies/{anomaly}"));
-        let top = &payload["anomaly"]["explanation"][0];
-        assert!(top["feature"].is_string() && top["normal_low"].is_number(), "{payload:#}");
-        assert!(payload["summary"].as_str().unwrap().contains("dev-x"), "{payload:#}");
+            let payload: Value = serde_json::from_slice(&seen[0].body).unwrap();
+            assert_eq!(d["payload"], payload, "the API shows the body sent");
+            let incident = incidents.iter().find(|i| i["id"] == payload["incident"]["id"]).unwrap();
+            assert_eq!(payload["event"], "incident.opened");
+            assert_eq!(payload["idempotency_key"], key);
+            assert_eq!(payload["incident"]["incident_key"], incident["incident_key"]);
+            assert_eq!(payload["incident"]["severity"], incident["severity"]);
+            assert_eq!(payload["device"]["id"], "dev-x");
+            assert_eq!(payload["device"]["labels"]["site"], "berlin");
+            let anomaly = payload["anomaly"]["id"].as_i64().unwrap();
+            assert_eq!(d["anomaly_id"].as_i64(), Some(anomaly));
+            assert_eq!(payload["dashboard_url"], format!("https://anomalyd.example/#/anomalies/{anomaly}"));
+            let top = &payload["anomaly"]["explanation"][0];
+            assert!(top["feature"].is_string() && top["normal_low"].is_number(), "{payload:#}");
+            assert!(payload["summary"].as_str().unwrap().contains("dev-x"), "{payload:#}");
+        }
     }
-    drop(log);
 
     // Only a dead letter can be retried.
     let id = delivered[0]["id"].as_i64().unwrap();
