@@ -45,6 +45,43 @@ pub struct Settings {
     pub http: HttpConfig,
     /// Troubleshooting answers (LLM endpoint, cache, rules).
     pub troubleshoot: TroubleshootConfig,
+    /// Webhook delivery.
+    pub webhooks: WebhooksConfig,
+}
+
+/// `[webhooks]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebhooksConfig {
+    /// Attempts before a delivery is dead-lettered.
+    pub max_attempts: u32,
+    /// Milliseconds one attempt may take.
+    pub timeout_ms: u64,
+    /// Milliseconds of backoff before the second attempt (doubling after each attempt).
+    pub backoff_base_ms: u64,
+    /// Longest wait between attempts in milliseconds, `Retry-After` included.
+    pub backoff_max_ms: u64,
+    /// Milliseconds between looks at the outbox for work nobody announced.
+    pub poll_interval_ms: u64,
+    /// Attempts in flight at once (0: this process delivers nothing).
+    pub concurrency: usize,
+    /// Dashboard URL used in alert links; empty: `http://` + the listen address.
+    pub public_url: String,
+}
+
+impl Default for WebhooksConfig {
+    fn default() -> Self {
+        let w = anomalyd_service::webhooks::WebhookSettings::default();
+        Self {
+            max_attempts: w.max_attempts,
+            timeout_ms: w.timeout.as_millis() as u64,
+            backoff_base_ms: w.backoff_base.as_millis() as u64,
+            backoff_max_ms: w.backoff_max.as_millis() as u64,
+            poll_interval_ms: w.poll_interval.as_millis() as u64,
+            concurrency: w.concurrency,
+            public_url: String::new(),
+        }
+    }
 }
 
 /// `[troubleshoot]`.
@@ -202,6 +239,7 @@ impl Default for Settings {
             auth: AuthConfig::default(),
             http: HttpConfig::default(),
             troubleshoot: TroubleshootConfig::default(),
+            webhooks: WebhooksConfig::default(),
         }
     }
 }
@@ -362,6 +400,24 @@ impl Settings {
                 return bad(&format!("troubleshoot.rules[{i}]"), &e);
             }
         }
+        if self.webhooks.max_attempts == 0 {
+            return bad("webhooks.max_attempts", "must be at least 1");
+        }
+        for (key, ms) in [
+            ("webhooks.timeout_ms", self.webhooks.timeout_ms),
+            ("webhooks.poll_interval_ms", self.webhooks.poll_interval_ms),
+        ] {
+            if ms == 0 {
+                return bad(key, "must be at least 1");
+            }
+        }
+        if self.webhooks.backoff_max_ms < self.webhooks.backoff_base_ms {
+            return bad("webhooks.backoff_max_ms", "must be at least webhooks.backoff_base_ms");
+        }
+        let url = &self.webhooks.public_url;
+        if !(url.is_empty() || url.starts_with("http://") || url.starts_with("https://")) {
+            return bad("webhooks.public_url", "must start with http:// or https://");
+        }
         Ok(())
     }
 
@@ -444,6 +500,21 @@ impl Settings {
             backoff: Duration::from_millis(t.backoff_ms),
             cache_ttl: Duration::from_secs(t.cache_ttl_secs),
             rules,
+        };
+        let w = &self.webhooks;
+        s.webhooks = anomalyd_service::webhooks::WebhookSettings {
+            max_attempts: w.max_attempts,
+            timeout: Duration::from_millis(w.timeout_ms),
+            backoff_base: Duration::from_millis(w.backoff_base_ms),
+            backoff_max: Duration::from_millis(w.backoff_max_ms),
+            poll_interval: Duration::from_millis(w.poll_interval_ms),
+            concurrency: w.concurrency,
+            public_url: if w.public_url.is_empty() {
+                format!("http://{}", self.listen)
+            } else {
+                w.public_url.trim_end_matches('/').to_string()
+            },
+            jitter_seed: None,
         };
         Ok(s)
     }
@@ -562,6 +633,38 @@ mod tests {
         // What `show` prints parses back (comments included) to the same settings.
         let reparsed: Settings = toml::from_str(&shown).unwrap();
         assert_eq!(reparsed, s);
+    }
+
+    #[test]
+    fn webhook_settings_layer_and_reach_the_service() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("a.toml");
+        std::fs::write(
+            &file,
+            "listen = \"10.0.0.5:9000\"\n[webhooks]\nmax_attempts = 3\ntimeout_ms = 2500\n",
+        )
+        .unwrap();
+        let flags = ServerFlags { config: Some(file), ..Default::default() };
+        let (s, src) = load(&flags, &env(&[("ANOMALYD_WEBHOOKS_CONCURRENCY", "9")])).unwrap();
+        assert_eq!((src["webhooks.max_attempts"], src["webhooks.concurrency"]), ("file", "env"));
+        assert!(s.show(&src).contains("[webhooks]\nmax_attempts = 3  # file\n"), "{}", s.show(&src));
+        let w = s.service().unwrap().webhooks;
+        assert_eq!((w.max_attempts, w.timeout, w.concurrency), (3, Duration::from_millis(2500), 9));
+        assert_eq!(w.public_url, "http://10.0.0.5:9000", "the default link target is the listen address");
+        let (s, _) = load(
+            &ServerFlags::default(),
+            &env(&[("ANOMALYD_WEBHOOKS_PUBLIC_URL", "https://anomalyd.example.com/")]),
+        )
+        .unwrap();
+        assert_eq!(s.service().unwrap().webhooks.public_url, "https://anomalyd.example.com");
+        for (var, value) in [
+            ("ANOMALYD_WEBHOOKS_MAX_ATTEMPTS", "0"),
+            ("ANOMALYD_WEBHOOKS_PUBLIC_URL", "anomalyd.example.com"),
+            ("ANOMALYD_WEBHOOKS_BACKOFF_MAX_MS", "1"),
+        ] {
+            let e = load(&ServerFlags::default(), &env(&[(var, value)])).unwrap_err();
+            assert!(e.to_string().contains("webhooks."), "{var}: {e}");
+        }
     }
 
     #[test]

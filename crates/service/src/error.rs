@@ -111,6 +111,7 @@ impl From<StoreError> for ApiError {
             StoreError::NotFound { .. } => ApiError::not_found(e.to_string()),
             StoreError::BadCursor(_) => ApiError::invalid("cursor", e.to_string()),
             StoreError::Invalid(msg) => ApiError::bad_body(msg),
+            StoreError::Conflict(msg) => ApiError::conflict(msg),
             StoreError::Busy(detail) => {
                 tracing::warn!(%detail, "database busy");
                 ApiError::unavailable("the database is busy; retry shortly")

@@ -23,6 +23,7 @@ pub mod system;
 pub mod telemetry_metrics;
 pub mod troubleshoot;
 pub mod ui;
+pub mod webhooks;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -53,6 +54,8 @@ pub struct ServiceSettings {
     pub http: middleware::HttpSettings,
     /// LLM endpoint, answer cache and rules table of troubleshooting.
     pub troubleshoot: troubleshoot::TroubleshootSettings,
+    /// Webhook delivery.
+    pub webhooks: webhooks::WebhookSettings,
 }
 
 impl Default for ServiceSettings {
@@ -64,6 +67,7 @@ impl Default for ServiceSettings {
             auth: auth::AuthSettings::default(),
             http: middleware::HttpSettings::default(),
             troubleshoot: troubleshoot::TroubleshootSettings::default(),
+            webhooks: webhooks::WebhookSettings::default(),
         }
     }
 }
@@ -85,6 +89,9 @@ pub struct AppState {
     pub keys: Arc<auth::KeyCache>,
     /// Troubleshooting answers: LLM client and single-flight.
     pub troubleshoot: Arc<troubleshoot::Troubleshooter>,
+    /// Webhook delivery worker; call [`webhooks::WebhookWorker::shutdown`] on graceful
+    /// shutdown so attempts in flight finish or go back to the outbox.
+    pub webhooks: Arc<webhooks::WebhookWorker>,
 }
 
 impl AppState {
@@ -97,10 +104,13 @@ impl AppState {
         Self::with_settings(store, bundle, settings)
     }
 
-    /// State with explicit settings and bundle.
+    /// State with explicit settings and bundle. Starts the ingest pipeline and the webhook
+    /// worker.
     pub fn with_settings(store: Store, bundle: Option<ActiveBundle>, settings: ServiceSettings) -> Self {
         telemetry_metrics::init();
-        let pipeline = Arc::new(Pipeline::start(store.clone(), bundle, settings.pipeline.clone()));
+        let webhooks = Arc::new(webhooks::WebhookWorker::start(store.clone(), settings.webhooks.clone()));
+        let pipeline =
+            Arc::new(Pipeline::start(store.clone(), bundle, settings.pipeline.clone(), webhooks.waker()));
         let system = Arc::new(system::SystemMonitor::default());
         system.start(Arc::downgrade(&pipeline), Duration::from_secs(5));
         // The LLM gets four fifths of the request timeout, so the fallback answer still goes
@@ -115,6 +125,7 @@ impl AppState {
             system,
             keys: Arc::new(auth::KeyCache::default()),
             troubleshoot,
+            webhooks,
         }
     }
 
@@ -177,6 +188,11 @@ api_routes! {
     POST "/api/v1/models/train" => models::train, Admin;
     GET "/api/v1/models/train/{job}" => models::job, Read;
     POST "/api/v1/models/{id}/activate" => models::activate, Admin;
+    GET "/api/v1/webhooks" => webhooks::list, Admin;
+    POST "/api/v1/webhooks" => webhooks::create, Admin;
+    DELETE "/api/v1/webhooks/{id}" => webhooks::delete, Admin;
+    GET "/api/v1/webhooks/{id}/deliveries" => webhooks::deliveries, Admin;
+    POST "/api/v1/webhooks/{id}/deliveries/{delivery}/retry" => webhooks::retry, Admin;
     GET "/metrics" => telemetry_metrics::render, Read;
 }
 
@@ -216,8 +232,9 @@ pub enum Shutdown {
 /// Serves until `shutdown` completes, then shuts down in order within
 /// `settings.http.shutdown_grace`: stop accepting connections, let in-flight requests
 /// finish (an ingest request is answered only after its samples are committed), drain the
-/// ingest pipeline (score what re-order buffers hold and commit it). The caller closes the
-/// store afterwards.
+/// ingest pipeline (score what re-order buffers hold and commit it), then stop the webhook
+/// worker (attempts in flight finish or return to the outbox). The caller closes the store
+/// afterwards.
 pub async fn serve_until(
     listener: tokio::net::TcpListener,
     state: AppState,
@@ -225,6 +242,7 @@ pub async fn serve_until(
 ) -> std::io::Result<Shutdown> {
     let grace = state.settings.http.shutdown_grace;
     let pipeline = state.pipeline.clone();
+    let webhooks = state.webhooks.clone();
     let (signalled, on_signal) = tokio::sync::oneshot::channel::<tokio::time::Instant>();
     let server = axum::serve(listener, router(state)).with_graceful_shutdown(async move {
         shutdown.await;
@@ -251,10 +269,12 @@ pub async fn serve_until(
         Ok(d) => d,
         Err(_) => tokio::time::Instant::now() + grace,
     };
-    match tokio::time::timeout_at(deadline, pipeline.drain()).await {
-        Ok(()) => Ok(Shutdown::Clean),
-        Err(_) => Ok(Shutdown::GraceExpired),
-    }
+    let drained = tokio::time::timeout_at(deadline, pipeline.drain()).await.is_ok();
+    // Webhook attempts in flight get what is left of the grace (at least a moment); the
+    // rest go back to the outbox uncounted and are sent after the restart.
+    let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+    webhooks.shutdown(left.max(std::time::Duration::from_millis(100))).await;
+    Ok(if drained { Shutdown::Clean } else { Shutdown::GraceExpired })
 }
 
 /// Unix milliseconds now (the time stamped on stored rows).

@@ -19,7 +19,7 @@ use utoipa_swagger_ui::SwaggerUi;
 use crate::error::ApiError;
 use crate::{
     anomalies, dashboard, devices, health, incidents, ingest, insights, models, score, telemetry_metrics,
-    troubleshoot,
+    troubleshoot, webhooks,
 };
 
 /// Where the document is served.
@@ -62,6 +62,11 @@ pub const DOCS_PATH: &str = "/docs";
         models::train,
         models::job,
         models::activate,
+        webhooks::list,
+        webhooks::create,
+        webhooks::delete,
+        webhooks::deliveries,
+        webhooks::retry,
         telemetry_metrics::render,
     ),
     components(
@@ -78,6 +83,7 @@ pub const DOCS_PATH: &str = "/docs";
         (name = "insights", description = "Device attributes that go with open incidents."),
         (name = "models", description = "Train, list and activate model bundles."),
         (name = "scoring", description = "Score feature vectors or samples without storing them."),
+        (name = "webhooks", description = "Signed alert deliveries for new incidents, and their dead letters."),
         (name = "health", description = "Probes and Prometheus metrics."),
     )
 )]

@@ -21,7 +21,7 @@ use anomalyd_engine::fleet::{DeviceState, FeatureRow, FleetBundle, FleetConfig, 
 use anomalyd_store::{DedupPolicy, IngestBatch, NewAnomaly, Store, TelemetryRow};
 use serde::Serialize;
 use serde_json::{Value, json};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use utoipa::ToSchema;
 
 use crate::error::ApiError;
@@ -176,8 +176,14 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    /// Starts the worker on the current tokio runtime.
-    pub fn start(store: Store, bundle: Option<ActiveBundle>, settings: PipelineSettings) -> Self {
+    /// Starts the worker on the current tokio runtime. `outbox` is notified after each
+    /// commit that queued webhook deliveries.
+    pub fn start(
+        store: Store,
+        bundle: Option<ActiveBundle>,
+        settings: PipelineSettings,
+        outbox: Arc<Notify>,
+    ) -> Self {
         let shared = Arc::new(Shared {
             bundle: RwLock::new(bundle.map(Arc::new)),
             current: RwLock::new(HashMap::new()),
@@ -190,6 +196,7 @@ impl Pipeline {
             settings: settings.clone(),
             devices: HashMap::new(),
             states_of: None,
+            outbox,
         };
         tokio::spawn(worker.run(rx));
         Self { shared, queue, permits: Arc::new(Semaphore::new(settings.queue_samples)), settings }
@@ -283,6 +290,8 @@ struct Worker {
     /// The bundle the device states were built for: a bundle with another configuration
     /// computes other features, so the states start over when it changes.
     states_of: Option<Arc<ActiveBundle>>,
+    /// Woken after commits that queued webhook deliveries.
+    outbox: Arc<Notify>,
 }
 
 /// Scored batches that may wait for the writer.
@@ -322,7 +331,8 @@ impl Worker {
     /// is answered.
     async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Msg>) {
         let (to_writer, writer_rx) = mpsc::channel::<WriteJob>(WRITE_QUEUE);
-        let writer = tokio::spawn(write_loop(self.store.clone(), self.shared.clone(), writer_rx));
+        let writer =
+            tokio::spawn(write_loop(self.store.clone(), self.shared.clone(), self.outbox.clone(), writer_rx));
         let mut tick = tokio::time::interval(self.settings.flush_after.max(Duration::from_millis(50)) / 2);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut drained: Vec<oneshot::Sender<()>> = Vec::new();
@@ -457,7 +467,12 @@ impl Worker {
 }
 
 /// The writer stage: one transaction per batch, then the replies.
-async fn write_loop(store: Store, shared: Arc<Shared>, mut rx: mpsc::Receiver<WriteJob>) {
+async fn write_loop(
+    store: Store,
+    shared: Arc<Shared>,
+    outbox: Arc<Notify>,
+    mut rx: mpsc::Receiver<WriteJob>,
+) {
     while let Some(mut job) = rx.recv().await {
         // Batches that queued up while the last commit ran go into one transaction: under
         // load the fsync and per-statement costs are shared by more samples.
@@ -477,6 +492,9 @@ async fn write_loop(store: Store, shared: Arc<Shared>, mut rx: mpsc::Receiver<Wr
                 c.samples_duplicate.fetch_add(outcome.duplicates, Ordering::Relaxed);
                 c.anomalies.fetch_add(outcome.anomalies, Ordering::Relaxed);
                 c.batches.fetch_add(1, Ordering::Relaxed);
+                if outcome.webhook_deliveries > 0 {
+                    outbox.notify_one();
+                }
                 for ((sender, permit, mut reply), (ins, dup)) in
                     waiting.into_iter().zip(outcome.per_request.iter().copied())
                 {

@@ -83,7 +83,8 @@ pub async fn track(request: Request, next: Next) -> Response {
     tag = "health",
     summary = "Prometheus metrics",
     description = "Request latency by route, method and status; ingest, queue, database pool, process \
-        and inference metrics, in the Prometheus text exposition format 0.0.4.",
+        and inference metrics; webhook deliveries by outcome and the outbox backlog, in the \
+        Prometheus text exposition format 0.0.4.",
     responses(
         (status = 200, description = "The metrics.", body = String,
             content_type = "text/plain; version=0.0.4; charset=utf-8"),
@@ -108,6 +109,11 @@ pub async fn render(State(state): State<AppState>) -> Response {
     metrics::gauge!("anomalyd_process_resident_memory_bytes").set(sys.process_rss_bytes as f64);
     metrics::gauge!("anomalyd_process_cpu_percent").set(sys.process_cpu_pct);
     metrics::gauge!("anomalyd_ingest_samples_per_second").set(sys.ingest_samples_per_sec);
+    // Webhook attempts are counted as they end (`anomalyd_webhook_deliveries_total` by
+    // outcome); the backlog is read from the outbox's index.
+    if let Ok(n) = state.store.unfinished_deliveries().await {
+        metrics::gauge!("anomalyd_webhook_deliveries_unfinished").set(n as f64);
+    }
     metrics::gauge!("anomalyd_model_active").set(if state.pipeline.bundle().is_some() { 1.0 } else { 0.0 });
     let mut res = handle().render().into_response();
     res.headers_mut()

@@ -32,6 +32,10 @@ pub enum StoreError {
     /// A request that the data does not allow (e.g. an impossible status change).
     #[error("{0}")]
     Invalid(String),
+    /// A request that conflicts with the row's current state (e.g. retrying a delivery that
+    /// is not dead).
+    #[error("{0}")]
+    Conflict(String),
 }
 
 impl From<sqlx::Error> for StoreError {

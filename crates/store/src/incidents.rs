@@ -44,7 +44,8 @@ pub fn incident_key(device_id: &str, signature: &str) -> String {
     key
 }
 
-fn severity_rank(s: &str) -> u8 {
+/// Order of severities, lowest 0.
+pub(crate) fn severity_rank(s: &str) -> u8 {
     match s {
         "critical" => 3,
         "high" => 2,

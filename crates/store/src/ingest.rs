@@ -7,6 +7,7 @@ use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 
 use crate::anomalies::{NewAnomaly, insert_anomaly};
 use crate::incidents::{DedupPolicy, attach_to_incident};
+use crate::webhooks::{OpenedIncident, enqueue_alerts};
 use crate::{Result, Store};
 
 /// Telemetry rows per INSERT statement (3 parameters each, well under SQLite's limit).
@@ -57,6 +58,9 @@ pub struct IngestOutcome {
     pub incidents_opened: Vec<i64>,
     /// Anomalies that joined an incident already open.
     pub anomalies_deduplicated: u64,
+    /// Webhook deliveries queued in the outbox (one per matching webhook and opened
+    /// incident).
+    pub webhook_deliveries: u64,
 }
 
 /// A device's rows in a batch, merged into one upsert.
@@ -143,7 +147,8 @@ impl Store {
     /// Writes a batch in one transaction; when this returns `Ok` the batch is durable.
     /// Idempotent on (device, time): samples already stored are skipped, and a sample never
     /// gets a second anomaly, so a retried batch stores nothing twice. Each new anomaly
-    /// joins the open incident with its signature, or opens one with an evidence snapshot.
+    /// joins the open incident with its signature, or opens one with an evidence snapshot;
+    /// each opened incident queues its webhook deliveries in the same transaction.
     pub async fn ingest(&self, batch: &IngestBatch, now_ms: i64) -> Result<IngestOutcome> {
         let mut tx = self.pool().begin().await?;
         let mut out = IngestOutcome::default();
@@ -161,14 +166,23 @@ impl Store {
             start = end;
         }
         upsert_devices(&mut tx, &batch.telemetry).await?;
+        let mut opened = Vec::new();
         for a in &batch.anomalies {
             let Some(id) = insert_anomaly(&mut tx, a, now_ms).await? else { continue };
             out.anomalies += 1;
             match attach_to_incident(&mut tx, id, a, &batch.dedup).await? {
-                (incident, true) => out.incidents_opened.push(incident),
+                (incident, true) => {
+                    out.incidents_opened.push(incident);
+                    opened.push(OpenedIncident {
+                        incident_id: incident,
+                        anomaly_id: id,
+                        severity: &a.severity,
+                    });
+                }
                 (_, false) => out.anomalies_deduplicated += 1,
             }
         }
+        out.webhook_deliveries = enqueue_alerts(&mut tx, &opened, now_ms).await?;
         tx.commit().await?;
         Ok(out)
     }

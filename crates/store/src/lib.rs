@@ -17,6 +17,7 @@ mod insights;
 mod keys;
 mod models;
 mod troubleshoot;
+mod webhooks;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -35,6 +36,9 @@ pub use insights::{AttributeCorrelation, DashboardStats, TrendBucket};
 pub use keys::{ApiKeyRecord, hash_key};
 pub use models::{ModelRecord, NewModel, TrainingRow};
 pub use troubleshoot::{CachedAnswer, troubleshoot_cache_key};
+pub use webhooks::{
+    ClaimedDelivery, DeliveryRecord, DeliveryStatus, EVENT_INCIDENT_OPENED, NewWebhook, WebhookRecord,
+};
 
 /// Store result.
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;

@@ -38,11 +38,13 @@ async fn every_route_checks_its_scope() {
 
     let client = reqwest::Client::new();
     let call = |method: &str, path: &str, key: Option<&str>| {
-        let url = format!("{base}{}", path.replace("{id}", "1").replace("{job}", "1"));
+        let url =
+            format!("{base}{}", path.replace("{id}", "1").replace("{job}", "1").replace("{delivery}", "1"));
         let mut req = match method {
             "GET" => client.get(&url),
             "POST" => client.post(&url).json(&serde_json::json!({})),
             "PATCH" => client.patch(&url).json(&serde_json::json!({"status": "acknowledged"})),
+            "DELETE" => client.delete(&url),
             other => panic!("{other}"),
         };
         if let Some(k) = key {

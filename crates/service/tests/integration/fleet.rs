@@ -17,7 +17,7 @@ fn config() -> FleetConfig {
 }
 
 /// A bundle trained on a fault-free simulated fleet (shared by the tests of this file).
-fn bundle() -> FleetBundle {
+pub(crate) fn bundle() -> FleetBundle {
     static BUNDLE: OnceLock<FleetBundle> = OnceLock::new();
     BUNDLE
         .get_or_init(|| {
@@ -73,7 +73,7 @@ async fn patch(url: &str, body: &Value) -> (u16, Value) {
 const HOUR: i64 = 3_600_000;
 
 /// One hourly sample of a healthy device (cohort tc52/android-13, as the bundle knows it).
-fn sample(device: &str, hour: i64, temp: f64) -> Value {
+pub(crate) fn sample(device: &str, hour: i64, temp: f64) -> Value {
     json!({"device_id": device, "ts": hour * HOUR, "cohort": "tc52/android-13", "labels": {"site": "berlin"},
            "metrics": {"battery_pct": 80.0 - (hour % 7) as f64, "battery_temp_c": temp,
                        "cpu_pct": 20.0 + (hour % 5) as f64, "mem_pct": 50.0, "app_crashes": 0.0, "signal_dbm": -70.0}})

@@ -7,6 +7,7 @@ mod middleware;
 mod openapi;
 mod troubleshoot;
 mod ui;
+mod webhooks;
 
 use anomalyd_engine::fleet::FleetBundle;
 use anomalyd_service::{AppState, serve};

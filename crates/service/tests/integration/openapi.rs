@@ -77,7 +77,11 @@ async fn the_document_is_openapi_3_1_and_covers_exactly_the_routes() {
     // Every listed route reaches a handler: the router's own 404 and 405 have no problem body.
     let client = reqwest::Client::new();
     for (method, path) in ROUTES {
-        let url = format!("{}{}", s.base, path.replace("{id}", "1").replace("{job}", "1"));
+        let url = format!(
+            "{}{}",
+            s.base,
+            path.replace("{id}", "1").replace("{job}", "1").replace("{delivery}", "1")
+        );
         let r = client.request(method.parse().unwrap(), &url).send().await.unwrap();
         let status = r.status().as_u16();
         let ctype = r.headers().get("content-type").map(|v| v.to_str().unwrap().to_string());
@@ -346,6 +350,42 @@ async fn real_responses_match_the_document() {
     )
     .await;
     assert_eq!(status, 400);
+}
+
+#[tokio::test]
+async fn webhook_responses_match_the_document() {
+    use super::webhooks::{fast, receiver, register, start, store_anomalies, wait_for};
+    let rx = receiver(Vec::new()).await;
+    let s = start(None, fast(3)).await;
+    let base = s.base.as_str();
+    let doc = document(base).await;
+    let hooks = "/api/v1/webhooks";
+    let (hook, _) = register(base, &rx.url, None).await;
+    let new = json!({"url": "https://b.example/hook", "min_severity": "critical", "description": "pager"});
+    let (status, created) = call(&doc, "POST", hooks, &format!("{base}{hooks}"), Some(new)).await;
+    assert_eq!(status, 201);
+    let (status, _) = call(&doc, "POST", hooks, &format!("{base}{hooks}"), Some(json!({"url": "x"}))).await;
+    assert_eq!(status, 400);
+    call(&doc, "GET", hooks, &format!("{base}{hooks}"), None).await;
+
+    store_anomalies(&s.store, 1, 60_000).await;
+    wait_for(base, hook, "status=delivered", |d| d.len() == 1).await;
+    let list = "/api/v1/webhooks/{id}/deliveries";
+    let (_, page) = call(&doc, "GET", list, &format!("{base}{hooks}/{hook}/deliveries"), None).await;
+    assert!(page["items"][0]["payload"].is_object(), "{page}");
+    let (status, _) = call(&doc, "GET", list, &format!("{base}{hooks}/999/deliveries"), None).await;
+    assert_eq!(status, 404);
+    let delivery = page["items"][0]["id"].as_i64().unwrap();
+    let retry = "/api/v1/webhooks/{id}/deliveries/{delivery}/retry";
+    let (status, _) =
+        call(&doc, "POST", retry, &format!("{base}{hooks}/{hook}/deliveries/{delivery}/retry"), None).await;
+    assert_eq!(status, 409);
+
+    let one = "/api/v1/webhooks/{id}";
+    let (status, _) = call(&doc, "DELETE", one, &format!("{base}{hooks}/{}", created["id"]), None).await;
+    assert_eq!(status, 204);
+    let (status, _) = call(&doc, "DELETE", one, &format!("{base}{hooks}/{}", created["id"]), None).await;
+    assert_eq!(status, 404);
 }
 
 #[tokio::test]

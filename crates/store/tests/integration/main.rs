@@ -1,5 +1,7 @@
 //! Store tests against a real SQLite file.
 
+mod webhooks;
+
 use anomalyd_store::{
     AnomalyFilter, AnomalySort, AnomalyStatus, Cursor, IngestBatch, NewAnomaly, Store, StoreError,
     StoreOptions, TelemetryRow,
