@@ -647,7 +647,9 @@ mod tests {
         let flags = ServerFlags { config: Some(file), ..Default::default() };
         let (s, src) = load(&flags, &env(&[("ANOMALYD_WEBHOOKS_CONCURRENCY", "9")])).unwrap();
         assert_eq!((src["webhooks.max_attempts"], src["webhooks.concurrency"]), ("file", "env"));
-        assert!(s.show(&src).contains("[webhooks]\nmax_attempts = 3  # file\n"), "{}", s.show(&src));
+        let shown = s.show(&src);
+        let section = shown.split("[webhooks]\n").nth(1).expect("a [webhooks] section");
+        assert!(section.contains("\nmax_attempts = 3  # file\n"), "{shown}");
         let w = s.service().unwrap().webhooks;
         assert_eq!((w.max_attempts, w.timeout, w.concurrency), (3, Duration::from_millis(2500), 9));
         assert_eq!(w.public_url, "http://10.0.0.5:9000", "the default link target is the listen address");
