@@ -52,6 +52,32 @@ impl std::str::FromStr for Cursor {
     }
 }
 
+/// Adds the keyset condition of an id-ordered list (newest id first) to `q`, refusing
+/// cursors made for other orders.
+pub(crate) fn push_id_after(
+    q: &mut sqlx::QueryBuilder<'_, sqlx::Sqlite>,
+    cursor: Option<Cursor>,
+) -> crate::Result<()> {
+    match cursor {
+        Some(Cursor::Id(id)) => {
+            q.push(" AND id < ").push_bind(id);
+        }
+        Some(c) => return Err(crate::StoreError::BadCursor(format!("{c} does not fit this list"))),
+        None => {}
+    }
+    Ok(())
+}
+
+/// Ends an id-ordered query fetched with `LIMIT limit + 1`: drops the extra row and returns
+/// the page with the cursor of the next one when that row existed.
+pub(crate) fn id_page<T>(mut items: Vec<T>, limit: u32, id: impl Fn(&T) -> i64) -> crate::Page<T> {
+    let next_cursor = (items.len() > limit as usize).then(|| {
+        items.truncate(limit as usize);
+        Cursor::Id(id(items.last().expect("limit ≥ 1"))).to_string()
+    });
+    crate::Page { items, next_cursor }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -278,20 +278,10 @@ impl Store {
         if let Some(s) = status {
             q.push(" AND status = ").push_bind(s.as_str());
         }
-        match cursor {
-            Some(Cursor::Id(id)) => {
-                q.push(" AND id < ").push_bind(id);
-            }
-            Some(c) => return Err(StoreError::BadCursor(format!("{c} does not fit this list"))),
-            None => {}
-        }
+        crate::cursor::push_id_after(&mut q, cursor)?;
         q.push(" ORDER BY id DESC LIMIT ").push_bind(i64::from(limit) + 1);
-        let mut items: Vec<DeliveryRecord> = q.build_query_as().fetch_all(self.pool()).await?;
-        let next_cursor = (items.len() > limit as usize).then(|| {
-            items.truncate(limit as usize);
-            Cursor::Id(items.last().expect("limit ≥ 1").id).to_string()
-        });
-        Ok(Page { items, next_cursor })
+        let items: Vec<DeliveryRecord> = q.build_query_as().fetch_all(self.pool()).await?;
+        Ok(crate::cursor::id_page(items, limit, |r| r.id))
     }
 
     /// One delivery of a webhook.
