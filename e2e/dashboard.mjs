@@ -97,7 +97,15 @@ try {
   assert.equal(total.replace(/,/g, ''), String(stats.anomalies.total), 'total tile shows the stored anomalies');
   const devices = await page.textContent('[data-tile="devices"] .tile-value');
   assert.equal(devices.replace(/,/g, ''), String(stats.devices.seen), 'devices tile');
-  assert.ok(await page.locator('#trend svg.chart .bars rect').count() > 0, 'the trend chart has bars');
+  const bars = await page.getAttribute('#trend svg.chart path.bars', 'd');
+  assert.ok(bars && bars.startsWith('M'), 'the trend chart has bars');
+  // The chart's buckets can be read with the keyboard: End moves to the latest one.
+  await page.focus('#trend svg.chart');
+  await page.keyboard.press('End');
+  const tip = await page.textContent('#trend .chart-tip');
+  assert.match(tip, /UTC: [\d,]+ anomalies/, `the chart's tooltip names the bucket: ${tip}`);
+  await page.evaluate(() => document.activeElement.blur());
+  assert.ok(await page.isHidden('#trend .chart-tip'), 'the tooltip goes when the chart loses focus');
   assert.ok(await page.locator('.panel-cohorts li').count() > 0, 'top cohorts listed');
   assert.ok(await page.locator('.panel-incidents li').count() > 0, 'open incidents listed');
   const cls = await page.evaluate(() => window.__cls);

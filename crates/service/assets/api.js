@@ -2,7 +2,8 @@
 // lives as long as the tab), one key prompt shared by every request that hit 401, and
 // problem+json errors turned into Error objects that say what went wrong.
 
-const KEY = 'anomalyd.api-key';
+import { KEY_STORAGE as KEY, apiHeaders, takeEarly } from './early.js';
+
 let keyPrompt = null;
 
 /** An error answer of the API (problem+json) or a network failure (status 0). */
@@ -57,16 +58,19 @@ function askKey(message) {
 /** `method path` with an optional JSON body; resolves to the parsed JSON answer. */
 export async function api(path, { method = 'GET', body, signal } = {}) {
   for (let attempt = 0; ; attempt++) {
-    const headers = { Accept: 'application/json' };
     const key = storedKey();
-    if (key) headers.Authorization = `Bearer ${key}`;
+    const headers = apiHeaders();
     if (body !== undefined) headers['Content-Type'] = 'application/json';
-    let res;
-    try {
-      res = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), signal });
-    } catch (e) {
-      if (e.name === 'AbortError') throw e;
-      throw new ApiError(0, 'unreachable', 'Cannot reach the anomalyd server. Is it running? Retrying shortly.');
+    // The overview's first requests may already be on their way (early.js).
+    const early = attempt === 0 && method === 'GET' && body === undefined ? await takeEarly(path) : null;
+    let res = early;
+    if (!res) {
+      try {
+        res = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), signal });
+      } catch (e) {
+        if (e.name === 'AbortError') throw e;
+        throw new ApiError(0, 'unreachable', 'Cannot reach the anomalyd server. Is it running? Retrying shortly.');
+      }
     }
     if (res.status === 401 && attempt < 5) {
       if (key) forgetKey();

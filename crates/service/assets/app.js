@@ -5,10 +5,6 @@
 import { api, forgetKey, storedKey } from './api.js';
 import { fill, h, route } from './dom.js';
 import * as overview from './pages/overview.js';
-import * as anomalies from './pages/anomalies.js';
-import * as anomaly from './pages/anomaly.js';
-import * as device from './pages/device.js';
-import * as models from './pages/models.js';
 
 const main = document.getElementById('main');
 const banner = document.getElementById('banner');
@@ -101,11 +97,14 @@ function changeStatus(a, status) {
   });
 }
 
+// The overview is part of the first load; the other pages are imported when first opened
+// (or once the browser is idle), so a cold load fetches only the modules it draws.
 const PAGES = {
-  '': overview,
-  anomalies,
-  devices: device,
-  models,
+  '': async () => overview,
+  anomalies: () => import('./pages/anomalies.js'),
+  anomaly: () => import('./pages/anomaly.js'),
+  devices: () => import('./pages/device.js'),
+  models: () => import('./pages/models.js'),
 };
 
 async function show() {
@@ -116,22 +115,30 @@ async function show() {
   setLive(false);
   clearError();
   const r = route();
-  let page = PAGES[r.parts[0] || ''];
-  if (r.parts[0] === 'anomalies' && r.parts[1]) page = anomaly;
+  const name = r.parts[0] === 'anomalies' && r.parts[1] ? 'anomaly' : r.parts[0] || '';
+  const load = Object.hasOwn(PAGES, name) ? PAGES[name] : null;
   for (const a of document.querySelectorAll('[data-nav]')) {
     const active = a.dataset.nav === (r.parts[0] || 'overview');
     if (active) a.setAttribute('aria-current', 'page'); else a.removeAttribute('aria-current');
   }
   const ctx = context();
-  if (!page) {
+  if (!load) {
     fill(main, h('div', { class: 'empty' }, h('p', { class: 'empty-title' }, 'No such page'), h('p', {}, h('a', { href: '#/' }, 'Back to the overview'))));
     return;
   }
   try {
-    await page.render(main, r, ctx);
+    const page = await load();
+    if (!ctx.left) await page.render(main, r, ctx);
   } catch (e) {
     showError(e);
   }
+}
+
+/** Imports every page once the first one is drawn, so later navigation does not wait. */
+function warmPages() {
+  const all = () => Object.values(PAGES).forEach((load) => load().catch(() => {}));
+  if ('requestIdleCallback' in window) requestIdleCallback(all, { timeout: 2000 });
+  else setTimeout(all, 500);
 }
 
 let lastPath = null;
@@ -151,6 +158,6 @@ document.getElementById('forget-key').addEventListener('click', () => {
 });
 document.getElementById('forget-key').hidden = !storedKey();
 lastPath = route().parts.join('/');
-show();
+show().then(warmPages);
 // Exposed for the end-to-end tests and the curious.
 window.anomalyd = { api };

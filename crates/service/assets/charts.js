@@ -50,16 +50,19 @@ export function countChart(buckets, width, height, label) {
     svg.append(h('line', { class: 'grid', x1: PAD.l, x2: width - PAD.r, y1: y, y2: y }));
     svg.append(h('text', { class: 'axis', x: PAD.l - 6, y: y + 4, 'text-anchor': 'end' }, fmtNum(max * f)));
   }
-  const g = h('g', { class: 'bars' });
+  // All bars are one path, and one highlight and one tooltip follow the pointer or the
+  // arrow keys: a month of hourly buckets stays a handful of elements instead of 1,440,
+  // which is most of the overview's layout work.
+  let d = '';
   buckets.forEach((b, i) => {
     if (!b.count) return;
     const bh = Math.max(1, (b.count / max) * ih);
-    g.append(
-      h('rect', { x: PAD.l + i * bw, y: PAD.t + ih - bh, width: Math.max(1, bw - (bw > 3 ? 1 : 0)), height: bh },
-        h('title', {}, `${fmtTime(b.start)}: ${fmtInt(b.count)} anomalies` + (b.mean_score ? `, mean score ${fmtNum(b.mean_score)}` : ''))),
-    );
+    const w = Math.max(1, bw - (bw > 3 ? 1 : 0));
+    d += `M${(PAD.l + i * bw).toFixed(1)} ${(PAD.t + ih).toFixed(1)}v${(-bh).toFixed(1)}h${w.toFixed(1)}v${bh.toFixed(1)}z`;
   });
-  svg.append(g);
+  svg.append(h('path', { class: 'bars', d }));
+  const hi = h('rect', { class: 'hover', x: 0, y: PAD.t, width: Math.max(1, bw), height: ih, visibility: 'hidden' });
+  svg.append(hi);
   if (buckets.length) {
     const spanH = (new Date(buckets[buckets.length - 1].start) - new Date(buckets[0].start)) / 3.6e6;
     const ticks = width < 500 ? 3 : 5;
@@ -70,7 +73,37 @@ export function countChart(buckets, width, height, label) {
       svg.append(h('text', { class: 'axis', x, y: height - 8, 'text-anchor': anchor }, shortDate(buckets[i].start, spanH <= 72)));
     }
   }
-  return svg;
+  const tip = h('div', { class: 'chart-tip', role: 'status', 'aria-live': 'polite', hidden: true });
+  let at = -1;
+  const point = (i) => {
+    at = Math.max(0, Math.min(buckets.length - 1, i));
+    const b = buckets[at];
+    hi.setAttribute('x', PAD.l + at * bw);
+    hi.setAttribute('visibility', 'visible');
+    tip.textContent = `${fmtTime(b.start)}: ${fmtInt(b.count)} anomalies` + (b.mean_score ? `, mean score ${fmtNum(b.mean_score)}` : '');
+    tip.hidden = false;
+    const x = PAD.l + (at + 0.5) * bw;
+    tip.style.left = `${Math.min(Math.max(0, x - 90), width - 180)}px`;
+  };
+  const leave = () => { at = -1; hi.setAttribute('visibility', 'hidden'); tip.hidden = true; };
+  if (buckets.length) {
+    svg.setAttribute('tabindex', '0');
+    svg.addEventListener('pointermove', (ev) => {
+      const r = svg.getBoundingClientRect();
+      const i = Math.floor((ev.clientX - r.left - PAD.l) / bw);
+      if (i < 0 || i >= buckets.length) leave(); else point(i);
+    });
+    svg.addEventListener('pointerleave', leave);
+    svg.addEventListener('blur', leave);
+    svg.addEventListener('keydown', (ev) => {
+      const step = { ArrowLeft: -1, ArrowRight: 1, Home: -Infinity, End: Infinity }[ev.key];
+      if (step === undefined) return;
+      ev.preventDefault();
+      const from = at < 0 ? (step > 0 ? -1 : buckets.length) : at;
+      point(Number.isFinite(step) ? from + step : step < 0 ? 0 : buckets.length - 1);
+    });
+  }
+  return h('div', { class: 'chart-wrap' }, svg, tip);
 }
 
 /**

@@ -49,6 +49,7 @@ const JS: &str = "text/javascript; charset=utf-8";
 /// Every file of the dashboard but the shell.
 const ASSETS: &[Asset] = assets! {
     "app.js" => JS,
+    "early.js" => JS,
     "api.js" => JS,
     "charts.js" => JS,
     "dom.js" => JS,
@@ -175,8 +176,13 @@ mod tests {
         for a in ASSETS.iter().filter(|a| a.content_type == JS) {
             let text = std::str::from_utf8(a.body).unwrap();
             let dir = a.path.rsplit_once('/').map_or("", |(d, _)| d);
-            for line in text.lines().filter(|l| l.starts_with("import ")) {
-                let spec = line.split(['\'', '"']).nth(1).unwrap();
+            // Static imports open a line; dynamic ones are `import('…')` anywhere.
+            let statics = text
+                .lines()
+                .filter(|l| l.starts_with("import "))
+                .map(|l| l.split(['\'', '"']).nth(1).unwrap());
+            let dynamics = text.split("import('").skip(1).map(|rest| rest.split('\'').next().unwrap());
+            for spec in statics.chain(dynamics) {
                 let mut parts: Vec<&str> = if dir.is_empty() { vec![] } else { dir.split('/').collect() };
                 for seg in spec.split('/') {
                     match seg {

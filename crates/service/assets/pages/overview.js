@@ -3,6 +3,7 @@
 // skeletons fill while loading, so nothing shifts when the data arrives.
 
 import { api, qs } from '../api.js';
+import { OVERVIEW_REQUESTS } from '../early.js';
 import { countChart, responsive } from '../charts.js';
 import { ago, emptyState, fill, fmtInt, fmtNum, h, severityBadge, skeleton } from '../dom.js';
 
@@ -43,12 +44,7 @@ export async function render(main, _route, ctx) {
 
   let lastTrend = '';
   const load = async () => {
-    const [stats, trends, open, recent] = await Promise.all([
-      api('/api/v1/dashboard/stats'),
-      api('/api/v1/dashboard/trends?bucket=hour'),
-      api('/api/v1/incidents?status=open&limit=100'),
-      api('/api/v1/anomalies?limit=8'),
-    ]);
+    const [stats, trends, open, recent] = await Promise.all(OVERVIEW_REQUESTS.map((path) => api(path)));
     if (ctx.left) return;
     for (const [id, , value] of TILES) fill(tiles.querySelector(`[data-tile="${id}"] .tile-value`), value(stats));
     fill(model, stats.model
