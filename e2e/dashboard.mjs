@@ -186,6 +186,23 @@ try {
   await page.waitForFunction(() => document.querySelector('.answer')?.textContent && !document.querySelector('.answer').textContent.includes('Asking'));
   step(`troubleshooting: ${(await page.textContent('.answer')).slice(0, 80)}`);
 
+  // ---- The anomaly's incident: its evidence snapshot, and triage of the whole incident.
+  const incidentId = stored.incident_id;
+  assert.ok(incidentId, 'the anomaly belongs to an incident');
+  await page.evaluate(() => { document.body.dataset.ready = ''; });
+  await page.click(`.facts a[href="#/incidents/${incidentId}"]`);
+  await page.waitForSelector('body[data-ready="incident"]');
+  assert.ok(await page.locator('svg.attribution rect.bar').count() > 0, 'the evidence attribution is drawn');
+  await page.waitForSelector('.history svg.chart', { timeout: 10000 });
+  assert.ok(await page.locator(`a[href="#/anomalies/${id}"]`).count() > 0, 'the incident lists the anomaly');
+  await shot(page, 'incident-desktop', DESKTOP);
+  const incBefore = await apiGet(`/api/v1/incidents/${incidentId}`);
+  const action = incBefore.status === 'open' ? 'acknowledged' : incBefore.status === 'acknowledged' ? 'resolved' : 'open';
+  await page.click(`button[data-action="${action}"]`);
+  await page.waitForSelector(`[data-fact="status"] .st-${action}`);
+  assert.equal((await apiGet(`/api/v1/incidents/${incidentId}`)).status, action, 'the incident status persisted');
+  step(`incident: #${incidentId} shows its evidence and was set to ${action}`);
+
   // ---- Device and models pages.
   await page.evaluate(() => { document.body.dataset.ready = ''; });
   await page.click('[data-fact] a[href^="#/devices/"], .facts a[href^="#/devices/"]');
@@ -225,7 +242,7 @@ try {
   watch(p);
   await p.goto(`${base}/`);
   await p.waitForSelector('body[data-ready="overview"]');
-  const pages = [['overview', '#/', 'overview'], ['anomalies', '#/anomalies', 'anomalies'], ['anomaly', `#/anomalies/${id}`, 'anomaly'],
+  const pages = [['overview', '#/', 'overview'], ['anomalies', '#/anomalies', 'anomalies'], ['anomaly', `#/anomalies/${id}`, 'anomaly'], ['incident', `#/incidents/${incidentId}`, 'incident'],
     ['device', `#/devices/${encodeURIComponent(stored.device_id)}`, 'device'], ['models', '#/models', 'models']];
   for (const [name, hash, ready] of pages) {
     await open(p, hash, ready);

@@ -1,6 +1,7 @@
-// The dashboard shell: hash routing (`#/`, `#/anomalies`, `#/anomalies/42`, `#/devices/x`,
-// `#/models`), one polling loop per page (polling rather than server-sent events because
-// EventSource cannot send the Authorization header), the error banner and the status dialog.
+// The dashboard shell: hash routing (`#/`, `#/anomalies`, `#/anomalies/42`, `#/incidents/7`,
+// `#/devices/x`, `#/models`), one polling loop per page (polling rather than server-sent
+// events because EventSource cannot send the Authorization header), the error banner and the
+// status dialog.
 
 import { api, forgetKey, storedKey } from './api.js';
 import { fill, h, route } from './dom.js';
@@ -103,6 +104,7 @@ const PAGES = {
   '': async () => overview,
   anomalies: () => import('./pages/anomalies.js'),
   anomaly: () => import('./pages/anomaly.js'),
+  incident: () => import('./pages/incident.js'),
   devices: () => import('./pages/device.js'),
   models: () => import('./pages/models.js'),
 };
@@ -115,7 +117,8 @@ async function show() {
   setLive(false);
   clearError();
   const r = route();
-  const name = r.parts[0] === 'anomalies' && r.parts[1] ? 'anomaly' : r.parts[0] || '';
+  const detail = { anomalies: 'anomaly', incidents: 'incident' }[r.parts[0]];
+  const name = detail && r.parts[1] ? detail : r.parts[0] || '';
   const load = Object.hasOwn(PAGES, name) ? PAGES[name] : null;
   for (const a of document.querySelectorAll('[data-nav]')) {
     const active = a.dataset.nav === (r.parts[0] || 'overview');

@@ -56,6 +56,7 @@ const ASSETS: &[Asset] = assets! {
     "pages/overview.js" => JS,
     "pages/anomalies.js" => JS,
     "pages/anomaly.js" => JS,
+    "pages/incident.js" => JS,
     "pages/device.js" => JS,
     "pages/models.js" => JS,
     "style.css" => "text/css; charset=utf-8",

@@ -136,14 +136,17 @@ fn seed(dir: &std::path::Path, anomalies: u64, devices: u64, days: i64, end: i64
             let cohort = COHORTS[(i % devices.max(1) % COHORTS.len() as u64) as usize];
             let ts = end - span + i as i64 * step;
             let score: f64 = rng.random_range(0.5..0.8);
+            // The sample holds the flagged value, so evidence and history show what was flagged.
+            let metric = ["battery_temp_c", "cpu_pct", "mem_pct"][(i % 3) as usize];
+            let mut metrics = json!({"battery_temp_c": 32.0, "cpu_pct": 30.0, "mem_pct": 30.0});
+            metrics[metric] = json!(score * 100.0);
             batch.telemetry.push(TelemetryRow {
                 device_id: device.clone(),
                 ts,
                 cohort: Some(cohort.into()),
                 labels: json!({"firmware": format!("4.{}", i % devices.max(1) % 5), "site": format!("site-{}", i % 7)}).to_string(),
-                metrics: json!({"battery_temp_c": 30.0 + score * 20.0, "cpu_pct": 40.0}).to_string(),
+                metrics: metrics.to_string(),
             });
-            let metric = ["battery_temp_c", "cpu_pct", "mem_pct"][(i % 3) as usize];
             batch.anomalies.push(NewAnomaly {
                 device_id: device,
                 ts,

@@ -44,13 +44,20 @@ struct Server {
 }
 
 impl Server {
-    fn start(data: &Path, model: &Path, log: PathBuf) -> Server {
+    /// Serves `data`, scoring with `model` if given; without API keys unless `keys` is set.
+    fn start(data: &Path, model: Option<&Path>, log: PathBuf, keys: bool) -> Server {
         let address = free_address();
-        let child = Command::new(env!("CARGO_BIN_EXE_anomalyd"))
-            .args(["serve", "--insecure-no-auth", "--listen", &address, "--data-dir"])
+        let mut command = Command::new(env!("CARGO_BIN_EXE_anomalyd"));
+        command.arg("serve");
+        if !keys {
+            command.arg("--insecure-no-auth");
+        }
+        if let Some(model) = model {
+            command.arg("--model").arg(model);
+        }
+        let child = command
+            .args(["--listen", &address, "--data-dir"])
             .arg(data)
-            .arg("--model")
-            .arg(model)
             // The live step posts a device's first sample: let the model and rules flag it.
             .env("ANOMALYD_INGEST_WARMUP", "0")
             .stdin(Stdio::null())
@@ -138,33 +145,70 @@ fn dashboard_end_to_end_in_headless_chromium() {
         bundle.to_str().unwrap(),
     ]);
 
-    let server = Server::start(&data, &bundle, p("server.log"));
+    let server = Server::start(&data, Some(&bundle), p("server.log"), false);
     let shots = std::env::var_os("ANOMALYD_SCREENSHOTS").map_or_else(
         || PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("dashboard-screenshots"),
         |d| root().join(d),
     );
-    let out = Command::new("node")
-        .current_dir(root())
-        .arg("e2e/dashboard.mjs")
-        .arg(format!("http://{}", server.address))
-        .arg(&shots)
-        .env("CHROMIUM", &chromium)
-        .stdin(Stdio::null())
-        .output()
-        .expect("node starts");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    println!("{stdout}{stderr}screenshots: {}", shots.display());
-    assert!(
-        out.status.success(),
-        "e2e/dashboard.mjs failed ({}):\n{stdout}\n{stderr}\nserver log:\n{}",
-        out.status,
-        server.stderr()
-    );
+    let stdout = node(&chromium, &server, "e2e/dashboard.mjs", &[shots.as_os_str()]);
+    println!("screenshots: {}", shots.display());
     assert!(stdout.contains("e2e: all passed"), "{stdout}");
-    for page in ["overview", "anomalies", "anomaly", "device", "models"] {
+    for page in ["overview", "anomalies", "anomaly", "incident", "device", "models"] {
         for size in ["desktop", "phone"] {
             assert!(shots.join(format!("{page}-{size}.png")).exists(), "{page}-{size}.png saved");
         }
     }
+}
+
+/// Runs `node <script> <server url> <args…>` and returns its stdout; panics with both outputs
+/// and the server's log when it fails.
+fn node(chromium: &Path, server: &Server, script: &str, args: &[&std::ffi::OsStr]) -> String {
+    let out = Command::new("node")
+        .current_dir(root())
+        .arg(script)
+        .arg(format!("http://{}", server.address))
+        .args(args)
+        .env("CHROMIUM", chromium)
+        .stdin(Stdio::null())
+        .output()
+        .expect("node starts");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    println!("{stdout}{stderr}");
+    assert!(
+        out.status.success(),
+        "{script} failed ({}):\n{stdout}\n{stderr}\nserver log:\n{}",
+        out.status,
+        server.stderr()
+    );
+    stdout
+}
+
+/// A server that asks for keys: the shell's own advice creates the key the operator enters,
+/// and `e2e/keys.mjs` checks the prompt, a refused key, a kept key, the read-only answer and
+/// "Forget key".
+#[test]
+fn dashboard_asks_for_an_api_key_once_per_tab() {
+    let chromium = prerequisites();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    ok(&["bench-api", "seed", "--data-dir", data.to_str().unwrap(), "--anomalies", "50", "--devices", "5"]);
+    let server = Server::start(&data, None, dir.path().join("server.log"), true);
+
+    // The command the key prompt tells the operator to run, run as told.
+    let shell = http_get(&server.address, "/").expect("the shell is served");
+    let advice = shell
+        .split("<code id=\"key-command\">")
+        .nth(1)
+        .and_then(|rest| rest.split("</code>").next())
+        .expect("the key prompt says how to create a key");
+    let mut words: Vec<&str> = advice.split_whitespace().collect();
+    assert_eq!(words.first(), Some(&"anomalyd"), "{advice}");
+    words.remove(0);
+    words.extend(["--data-dir", data.to_str().unwrap()]);
+    let key = ok(&words).trim().to_string();
+    assert!(key.len() >= 40, "a key was printed: {key}");
+
+    let stdout = node(&chromium, &server, "e2e/keys.mjs", &[std::ffi::OsStr::new(&key)]);
+    assert!(stdout.contains("e2e-keys: all passed"), "{stdout}");
 }

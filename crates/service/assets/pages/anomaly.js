@@ -48,7 +48,7 @@ export async function render(main, route, ctx) {
         fact('Score', `${fmtNum(a.anomaly_score)} (grade ${fmtNum(a.grade)})`),
         fact('Detectors', (a.detectors || []).join(', ') || '—'),
         fact('Model', a.model_version || '—'),
-        fact('Incident', a.incident_id ? `#${a.incident_id}` : '—'),
+        fact('Incident', a.incident_id ? h('a', { href: `#/incidents/${a.incident_id}` }, `#${a.incident_id}`) : '—'),
         fact('Note', a.note || '—', 'note'),
         fact('Updated', fmtTime(a.updated_at))),
       h('div', { class: 'actions' },

@@ -107,7 +107,7 @@ function renderIncidents(incBox, devBox, items) {
   fill(incBox, h('ul', { class: 'rows' }, items.slice(0, 8).map((i) =>
     h('li', {},
       h('a', { href: `#/devices/${encodeURIComponent(i.device_id)}` }, h('strong', {}, i.device_id)),
-      h('span', { class: 'sig', title: i.signature }, i.signature),
+      h('a', { class: 'sig', title: `Incident #${i.id}: ${i.signature}`, href: `#/incidents/${i.id}` }, i.signature),
       severityBadge(i.severity),
       h('span', { class: 'num' }, `${fmtInt(i.anomaly_count)}×`)))));
   const byDevice = new Map();
