@@ -445,6 +445,7 @@ impl Settings {
             max_connections: self.database.max_connections,
             acquire_timeout: Duration::from_millis(self.database.acquire_timeout_ms),
             busy_timeout: Duration::from_millis(self.database.busy_timeout_ms),
+            background_checkpoint: false,
         }
     }
 

@@ -298,6 +298,11 @@ struct Worker {
 const WRITE_QUEUE: usize = 16;
 /// The writer merges waiting batches up to this many samples per transaction.
 const MERGE_SAMPLES: usize = 50_000;
+/// Samples stored between two moves of the recent per-device sample list into the main one
+/// (`Store::compact_device_index`): about 100 000 measured best for a fleet of 10 000 devices,
+/// trading the recent list's size (its pages are rewritten by every batch) against how many
+/// samples share each device's page in the move.
+const COMPACT_SAMPLES: u64 = 100_000;
 
 impl WriteJob {
     fn absorb(&mut self, other: WriteJob) {
@@ -473,6 +478,7 @@ async fn write_loop(
     outbox: Arc<Notify>,
     mut rx: mpsc::Receiver<WriteJob>,
 ) {
+    let mut since_compaction = 0;
     while let Some(mut job) = rx.recv().await {
         // Batches that queued up while the last commit ran go into one transaction: under
         // load the fsync and per-statement costs are shared by more samples.
@@ -502,6 +508,17 @@ async fn write_loop(
                     reply.duplicates = dup;
                     drop(permit);
                     let _ = sender.send(Ok(reply));
+                }
+                // After the replies: no request waits for the move.
+                since_compaction += outcome.inserted;
+                if since_compaction >= COMPACT_SAMPLES {
+                    since_compaction = 0;
+                    let started = Instant::now();
+                    match store.compact_device_index(COMPACT_SAMPLES).await {
+                        Ok(_) => metrics::histogram!("anomalyd_device_index_compaction_seconds")
+                            .record(started.elapsed().as_secs_f64()),
+                        Err(e) => tracing::warn!("moving recent samples into the device index: {e}"),
+                    }
                 }
             }
             Err(e) => {

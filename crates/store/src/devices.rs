@@ -1,7 +1,7 @@
 //! Devices: keyset list by id, detail with recent telemetry.
 
 use serde::Serialize;
-use sqlx::{QueryBuilder, Sqlite};
+use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 
 use crate::anomalies::Page;
 use crate::error::StoreError;
@@ -32,10 +32,12 @@ pub struct TelemetryRecord {
 }
 
 /// The stored `last_seen` is only the time of the device's first batch (updating it on every
-/// sample rewrote a device row per sample); the latest sample time is one seek in the
-/// telemetry index.
+/// sample rewrote a device row per sample); the latest sample time is one seek in each of the
+/// two per-device sample lists (see migration 0007).
 const COLUMNS: &str = "id, cohort, labels, first_seen,
-    COALESCE((SELECT MAX(t.ts) FROM telemetry t WHERE t.device_id = devices.id), last_seen) AS last_seen";
+    COALESCE((SELECT MAX(ts) FROM (
+        SELECT MAX(ts) AS ts FROM telemetry_device_recent WHERE device_id = devices.id
+        UNION ALL SELECT MAX(ts) FROM telemetry_device WHERE device_id = devices.id)), last_seen) AS last_seen";
 
 fn encode(id: &str) -> String {
     let mut s = String::with_capacity(1 + 2 * id.len());
@@ -96,11 +98,61 @@ impl Store {
 
     /// The device's latest samples, newest first.
     pub async fn recent_telemetry(&self, id: &str, limit: u32) -> Result<Vec<TelemetryRecord>> {
-        Ok(sqlx::query_as("SELECT ts, metrics FROM telemetry WHERE device_id = ? ORDER BY ts DESC LIMIT ?")
-            .bind(id)
-            .bind(i64::from(limit.clamp(1, 10_000)))
-            .fetch_all(self.pool())
-            .await?)
+        let mut conn = self.pool().acquire().await?;
+        latest_samples(&mut conn, id, i64::MAX, limit.max(1)).await
+    }
+}
+
+/// A device's latest `limit` samples at or before `until`, newest first: the newest of each
+/// per-device list, merged (at most 2 × `limit` rows are sorted).
+pub(crate) async fn latest_samples(
+    conn: &mut SqliteConnection,
+    device: &str,
+    until: i64,
+    limit: u32,
+) -> Result<Vec<TelemetryRecord>> {
+    if limit == 0 {
+        return Ok(Vec::new());
+    }
+    Ok(sqlx::query_as(
+        "SELECT t.ts, t.metrics FROM (
+             SELECT * FROM (SELECT ts, id FROM telemetry_device_recent
+                            WHERE device_id = ?1 AND ts <= ?2 ORDER BY ts DESC LIMIT ?3)
+             UNION ALL
+             SELECT * FROM (SELECT ts, id FROM telemetry_device
+                            WHERE device_id = ?1 AND ts <= ?2 ORDER BY ts DESC LIMIT ?3)
+         ) AS s JOIN telemetry t ON t.id = s.id
+         ORDER BY s.ts DESC LIMIT ?3",
+    )
+    .bind(device)
+    .bind(until)
+    .bind(i64::from(limit.min(10_000)))
+    .fetch_all(&mut *conn)
+    .await?)
+}
+
+impl Store {
+    /// Moves the per-device list of recent samples into the main one when it holds at least
+    /// `min_rows`; returns how many moved. Called by the single ingest writer between
+    /// batches (see migration 0007): the bigger the move, the more samples share each
+    /// device's page write.
+    pub async fn compact_device_index(&self, min_rows: u64) -> Result<u64> {
+        let mut tx = self.pool().begin().await?;
+        let pending: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM telemetry_device_recent").fetch_one(&mut *tx).await?;
+        if (pending as u64) < min_rows.max(1) {
+            return Ok(0);
+        }
+        let moved = sqlx::query(
+            "INSERT INTO telemetry_device (device_id, ts, id)
+             SELECT device_id, ts, id FROM telemetry_device_recent ORDER BY device_id, ts",
+        )
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        sqlx::query("DELETE FROM telemetry_device_recent").execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(moved)
     }
 }
 

@@ -146,18 +146,11 @@ async fn evidence(
     a: &NewAnomaly,
     policy: &DedupPolicy,
 ) -> Result<serde_json::Value> {
-    let rows: Vec<(i64, String)> = sqlx::query_as(
-        "SELECT ts, metrics FROM telemetry WHERE device_id = ? AND ts <= ? ORDER BY ts DESC LIMIT ?",
-    )
-    .bind(&a.device_id)
-    .bind(a.ts)
-    .bind(i64::from(policy.evidence_samples))
-    .fetch_all(&mut *conn)
-    .await?;
+    let rows = crate::devices::latest_samples(conn, &a.device_id, a.ts, policy.evidence_samples).await?;
     let samples: Vec<serde_json::Value> = rows
         .into_iter()
         .rev()
-        .map(|(ts, metrics)| {
+        .map(|crate::TelemetryRecord { ts, metrics }| {
             let all: serde_json::Map<String, serde_json::Value> =
                 serde_json::from_str(&metrics).unwrap_or_default();
             let kept: serde_json::Map<String, serde_json::Value> = if a.evidence_metrics.is_empty() {

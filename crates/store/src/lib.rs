@@ -52,6 +52,12 @@ pub struct StoreOptions {
     pub acquire_timeout: Duration,
     /// How long SQLite waits on a locked database before failing.
     pub busy_timeout: Duration,
+    /// Copy the WAL back into the database file from a background task instead of inside
+    /// the commit that crossed SQLite's threshold. With SQLite's default, every few
+    /// transactions one commit also writes and syncs megabytes into the main file before it
+    /// returns, and ingest answers only after its commit returns. For long-running servers;
+    /// the pool's other users then never checkpoint themselves.
+    pub background_checkpoint: bool,
 }
 
 impl Default for StoreOptions {
@@ -60,6 +66,7 @@ impl Default for StoreOptions {
             max_connections: 8,
             acquire_timeout: Duration::from_secs(5),
             busy_timeout: Duration::from_secs(5),
+            background_checkpoint: false,
         }
     }
 }
@@ -90,6 +97,8 @@ impl Store {
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(options.busy_timeout);
+        let connect =
+            if options.background_checkpoint { connect.pragma("wal_autocheckpoint", "0") } else { connect };
         let pool = SqlitePoolOptions::new()
             .max_connections(options.max_connections)
             .acquire_timeout(options.acquire_timeout)
@@ -97,6 +106,9 @@ impl Store {
             .await?;
         let store = Store { pool };
         store.migrate().await?;
+        if options.background_checkpoint {
+            tokio::spawn(checkpoint_loop(store.pool.clone()));
+        }
         Ok(store)
     }
 
@@ -118,6 +130,10 @@ impl Store {
 
     /// Closes the pool (waits for connections in use).
     pub async fn close(&self) {
+        // Leaves a short WAL behind: the next start does not replay a long one.
+        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&self.pool).await {
+            tracing::warn!("final WAL checkpoint: {e}");
+        }
         self.pool.close().await;
     }
 
@@ -135,5 +151,28 @@ impl Store {
 
     pub(crate) fn pool(&self) -> &SqlitePool {
         &self.pool
+    }
+}
+
+/// How often the background task checkpoints the WAL.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
+
+/// Checkpoints the WAL every [`CHECKPOINT_EVERY`] until the pool closes. PASSIVE copies the
+/// frames no reader still needs and waits for nobody; SQLite restarts the WAL from its start
+/// once a checkpoint has copied all of it, so the file stays about one interval of writes long.
+async fn checkpoint_loop(pool: SqlitePool) {
+    let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if pool.is_closed() {
+            break;
+        }
+        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&pool).await {
+            if pool.is_closed() {
+                break;
+            }
+            tracing::warn!("WAL checkpoint: {e}");
+        }
     }
 }

@@ -164,6 +164,7 @@ fn seed(dir: &std::path::Path, anomalies: u64, devices: u64, days: i64, end: i64
             });
             if batch.anomalies.len() == 20_000 || i + 1 == anomalies {
                 store.ingest(&batch, anomalyd_service::now_ms()).await?;
+                store.compact_device_index(100_000).await?;
                 batch = IngestBatch::default();
                 eprint!("\rseed: {} of {anomalies} anomalies ({:.0} s)", i + 1, started.elapsed().as_secs_f64());
             }

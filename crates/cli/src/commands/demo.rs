@@ -60,7 +60,9 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async {
         let store =
-            Store::open(&url, &StoreOptions::default()).await.map_err(|e| anyhow::anyhow!("{url}: {e}"))?;
+            Store::open(&url, &StoreOptions { background_checkpoint: true, ..StoreOptions::default() })
+                .await
+                .map_err(|e| anyhow::anyhow!("{url}: {e}"))?;
         // The demo serves without API keys, so it only ever listens on loopback.
         let listener = tokio::net::TcpListener::bind(&args.listen)
             .await

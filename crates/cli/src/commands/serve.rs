@@ -2,7 +2,7 @@
 
 use anomalyd_service::pipeline::ActiveBundle;
 use anomalyd_service::{AppState, Shutdown, serve_until};
-use anomalyd_store::Store;
+use anomalyd_store::{Store, StoreOptions};
 
 use crate::config::{ServerFlags, load, process_env};
 use crate::input::InputError;
@@ -75,8 +75,9 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async {
-        let store =
-            Store::open(&url, &settings.store_options()).await.map_err(|e| anyhow::anyhow!("{url}: {e}"))?;
+        // A long-running server checkpoints the WAL off the ingest path.
+        let options = StoreOptions { background_checkpoint: true, ..settings.store_options() };
+        let store = Store::open(&url, &options).await.map_err(|e| anyhow::anyhow!("{url}: {e}"))?;
         let listener = tokio::net::TcpListener::bind(&settings.listen)
             .await
             .map_err(|e| InputError(format!("cannot listen on {}: {e}", settings.listen)))?;

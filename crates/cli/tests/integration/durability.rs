@@ -359,10 +359,17 @@ fn stored(data: &Path, check: Check) -> HashMap<Batch, u64> {
         .fetch_all(&mut db)
         .await
         .unwrap();
-        let indexed: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM telemetry INDEXED BY telemetry_sample")
+        let indexed: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM telemetry INDEXED BY telemetry_time")
             .fetch_one(&mut db)
             .await
             .unwrap();
+        // Every stored sample is listed once for its device, moved or not yet moved.
+        let listed: i64 = sqlx::query_scalar(
+            "SELECT (SELECT COUNT(*) FROM telemetry_device) + (SELECT COUNT(*) FROM telemetry_device_recent)",
+        )
+        .fetch_one(&mut db)
+        .await
+        .unwrap();
         let mut per_batch = HashMap::with_capacity(groups.len());
         let mut rows = 0;
         for (client, ts, n, distinct) in groups {
@@ -372,6 +379,7 @@ fn stored(data: &Path, check: Check) -> HashMap<Batch, u64> {
             rows += n;
         }
         assert_eq!(indexed, rows, "entries of the unique index vs rows of the table");
+        assert_eq!(listed, rows, "samples listed per device vs rows of the table");
         per_batch
     })
 }

@@ -174,6 +174,48 @@ async fn devices_are_listed_by_id_with_their_latest_samples() {
 }
 
 #[tokio::test]
+async fn a_device_s_samples_are_found_before_and_after_they_move_to_the_device_index() {
+    let (_dir, store) = store().await;
+    // Minutes 0..10 moved into the main per-device list, 10..15 still in the recent one.
+    store.ingest(&batch("d1", 0, 10, 100), 1).await.unwrap();
+    store.ingest(&batch("d2", 0, 3, 100), 1).await.unwrap();
+    assert_eq!(store.compact_device_index(1_000).await.unwrap(), 0, "below the threshold nothing moves");
+    assert_eq!(store.compact_device_index(1).await.unwrap(), 13);
+    assert_eq!(store.compact_device_index(1).await.unwrap(), 0, "the recent list is empty after a move");
+    store.ingest(&batch("d1", 10, 5, 100), 1).await.unwrap();
+
+    // Newest first across both lists, and only the device's own samples.
+    let recent = store.recent_telemetry("d1", 8).await.unwrap();
+    assert_eq!(recent.iter().map(|t| t.ts / 60_000).collect::<Vec<_>>(), [14, 13, 12, 11, 10, 9, 8, 7]);
+    assert_eq!(recent[0].metrics, json!({"cpu": 14}).to_string());
+    let all = store.recent_telemetry("d1", 100).await.unwrap();
+    assert_eq!(all.len(), 15);
+    assert_eq!(store.device("d1").await.unwrap().last_seen, 14 * 60_000, "latest sample in the recent list");
+    assert_eq!(store.device("d2").await.unwrap().last_seen, 2 * 60_000, "latest sample in the main list");
+
+    // Samples already moved are still recognised as duplicates.
+    let again = store.ingest(&batch("d1", 0, 15, 100), 2).await.unwrap();
+    assert_eq!((again.inserted, again.duplicates), (0, 15));
+    assert_eq!(store.recent_telemetry("d1", 100).await.unwrap().len(), 15);
+
+    // An incident's evidence reads the samples up to its anomaly from both lists: minutes
+    // 1..15 of a third device moved, then its anomalous minute 15 still in the recent list.
+    store.ingest(&batch("d3", 1, 14, 1_000), 3).await.unwrap();
+    store.compact_device_index(1).await.unwrap();
+    store.ingest(&batch("d3", 15, 1, 1), 3).await.unwrap();
+    let incidents = store.list_incidents(&Default::default(), None, 10).await.unwrap();
+    assert_eq!(incidents.items[0].device_id, "d3");
+    let evidence: serde_json::Value = serde_json::from_str(&incidents.items[0].evidence).unwrap();
+    let times: Vec<i64> = evidence["recent_samples"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["ts"].as_i64().unwrap() / 60_000)
+        .collect();
+    assert_eq!(times, (4..=15).collect::<Vec<_>>(), "the 12 samples up to the anomaly, oldest first");
+}
+
+#[tokio::test]
 async fn a_locked_database_is_reported_as_busy_not_as_a_failure() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("a.db");
