@@ -68,6 +68,11 @@ export const severityBadge = (s) => h('span', { class: `badge sev-${s}` }, s);
 /** The triage status as a badge. */
 export const statusBadge = (s) => h('span', { class: `badge st-${s}` }, s);
 
+/** One `label: value` pair of a detail page's facts list (`data-fact=key` when given). */
+export function fact(label, value, key) {
+  return h('div', { dataset: key ? { fact: key } : {} }, h('dt', {}, label), h('dd', {}, value));
+}
+
 /** A block that tells what is missing and what to do about it. */
 export function emptyState(title, ...hint) {
   return h('div', { class: 'empty', role: 'status' }, h('p', { class: 'empty-title' }, title), hint.length ? h('p', {}, ...hint) : null);

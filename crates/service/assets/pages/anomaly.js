@@ -3,7 +3,7 @@
 
 import { api } from '../api.js';
 import { attributionChart, lineChart, responsive } from '../charts.js';
-import { emptyState, fill, fmtNum, fmtTime, h, severityBadge, skeleton, statusBadge } from '../dom.js';
+import { emptyState, fact, fill, fmtNum, fmtTime, h, severityBadge, skeleton, statusBadge } from '../dom.js';
 
 export async function render(main, route, ctx) {
   const id = route.parts[1];
@@ -100,10 +100,6 @@ export async function render(main, route, ctx) {
     fill(history, emptyState(`The device's samples could not be loaded: ${e.message}`));
   }
   document.body.dataset.ready = 'anomaly';
-}
-
-function fact(label, value, key) {
-  return h('div', { dataset: key ? { fact: key } : {} }, h('dt', {}, label), h('dd', {}, value));
 }
 
 /** One small line chart per metric of `device.recent_metrics` (only `only`'s metrics when any of them is there). */

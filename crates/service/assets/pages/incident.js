@@ -5,7 +5,7 @@
 
 import { api } from '../api.js';
 import { attributionChart, lineChart, responsive } from '../charts.js';
-import { emptyState, fill, fmtInt, fmtNum, fmtTime, h, severityBadge, skeleton, statusBadge } from '../dom.js';
+import { emptyState, fact, fill, fmtInt, fmtNum, fmtTime, h, severityBadge, skeleton, statusBadge } from '../dom.js';
 
 const VERBS = { acknowledged: 'Acknowledge', resolved: 'Resolve', open: 'Reopen' };
 
@@ -79,10 +79,6 @@ export async function render(main, route, ctx) {
       inc.anomaly_count > ids.length ? h('p', { class: 'muted' }, `The latest ${ids.length} of ${fmtInt(inc.anomaly_count)}.`) : null]
     : emptyState('No anomalies are linked to this incident.'));
   document.body.dataset.ready = 'incident';
-}
-
-function fact(label, value, key) {
-  return h('div', { dataset: key ? { fact: key } : {} }, h('dt', {}, label), h('dd', {}, value));
 }
 
 /** One line chart per metric of the evidence's samples, the opening anomaly marked. */
