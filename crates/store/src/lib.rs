@@ -81,6 +81,8 @@ pub struct WriteLock {
 #[derive(Debug, Clone)]
 pub struct Store {
     pool: SqlitePool,
+    /// Whether this handle checkpoints the WAL itself (see [`StoreOptions`]).
+    background_checkpoint: bool,
 }
 
 impl Store {
@@ -104,7 +106,7 @@ impl Store {
             .acquire_timeout(options.acquire_timeout)
             .connect_with(connect)
             .await?;
-        let store = Store { pool };
+        let store = Store { pool, background_checkpoint: options.background_checkpoint };
         store.migrate().await?;
         if options.background_checkpoint {
             tokio::spawn(checkpoint_loop(store.pool.clone()));
@@ -130,9 +132,13 @@ impl Store {
 
     /// Closes the pool (waits for connections in use).
     pub async fn close(&self) {
-        // Leaves a short WAL behind: the next start does not replay a long one.
-        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&self.pool).await {
-            tracing::warn!("final WAL checkpoint: {e}");
+        // The handle that took checkpoints over leaves a short WAL behind, so the next start
+        // does not replay a long one. Other handles (a CLI command beside a running server)
+        // leave it alone: a TRUNCATE checkpoint would hold up the server's writer.
+        if self.background_checkpoint {
+            if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&self.pool).await {
+                tracing::warn!("final WAL checkpoint: {e}");
+            }
         }
         self.pool.close().await;
     }
