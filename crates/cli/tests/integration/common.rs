@@ -98,6 +98,63 @@ pub fn http_get(address: &str, path: &str) -> Option<String> {
     Some(body)
 }
 
+/// A running `anomalyd serve`, killed when dropped so that a failing test leaves no server
+/// behind. Its stderr goes to a file: a pipe nobody reads could fill up and stall it.
+pub struct Server {
+    pub child: std::process::Child,
+    pub address: String,
+    log: PathBuf,
+}
+
+impl Server {
+    /// Starts `anomalyd serve --listen <free address>` with what `configure` adds (flags,
+    /// environment) and waits until `/readyz` answers 200, at most `ready_within`.
+    pub fn start(
+        configure: impl FnOnce(&mut Command),
+        log: PathBuf,
+        ready_within: std::time::Duration,
+    ) -> Server {
+        let address = free_address();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_anomalyd"));
+        command.args(["serve", "--listen", &address]);
+        configure(&mut command);
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("binary starts");
+        let mut server = Server { child, address, log };
+        let deadline = std::time::Instant::now() + ready_within;
+        while !http_get(&server.address, "/readyz").is_some_and(|r| r.starts_with("HTTP/1.1 200")) {
+            if let Some(status) = server.child.try_wait().unwrap() {
+                panic!("the server exited before it was ready ({status}):\n{}", server.stderr());
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "not ready within {ready_within:?}:\n{}",
+                server.stderr()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        server
+    }
+
+    /// What the server wrote to stderr so far.
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 /// Sends `signal` to a child and returns its exit code and everything it wrote to stderr.
 pub fn stop(mut child: std::process::Child, signal: &str) -> (Option<i32>, String) {
     use std::io::Read;

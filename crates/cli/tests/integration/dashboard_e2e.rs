@@ -9,10 +9,10 @@
 //! directory under the target dir. `CHROMIUM` overrides the browser's path.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
-use crate::common::{free_address, http_get, ok};
+use crate::common::{Server, http_get, ok};
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
@@ -36,57 +36,19 @@ fn prerequisites() -> PathBuf {
     chromium
 }
 
-/// `anomalyd serve`, killed when dropped.
-struct Server {
-    child: Child,
-    address: String,
-    log: PathBuf,
-}
-
-impl Server {
-    /// Serves `data`, scoring with `model` if given; without API keys unless `keys` is set.
-    fn start(data: &Path, model: Option<&Path>, log: PathBuf, keys: bool) -> Server {
-        let address = free_address();
-        let mut command = Command::new(env!("CARGO_BIN_EXE_anomalyd"));
-        command.arg("serve");
+/// A server on `data`, scoring with `model` if given; without API keys unless `keys` is set.
+fn start_server(data: &Path, model: Option<&Path>, log: PathBuf, keys: bool) -> Server {
+    let flags = |c: &mut Command| {
         if !keys {
-            command.arg("--insecure-no-auth");
+            c.arg("--insecure-no-auth");
         }
         if let Some(model) = model {
-            command.arg("--model").arg(model);
+            c.arg("--model").arg(model);
         }
-        let child = command
-            .args(["--listen", &address, "--data-dir"])
-            .arg(data)
-            // The live step posts a device's first sample: let the model and rules flag it.
-            .env("ANOMALYD_INGEST_WARMUP", "0")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("binary starts");
-        let mut server = Server { child, address, log };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !http_get(&server.address, "/readyz").is_some_and(|r| r.starts_with("HTTP/1.1 200")) {
-            if let Some(status) = server.child.try_wait().unwrap() {
-                panic!("the server exited before it was ready ({status}):\n{}", server.stderr());
-            }
-            assert!(Instant::now() < deadline, "not ready within 30 s:\n{}", server.stderr());
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        server
-    }
-
-    fn stderr(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+        // The live step posts a device's first sample: let the model and rules flag it.
+        c.arg("--data-dir").arg(data).env("ANOMALYD_INGEST_WARMUP", "0");
+    };
+    Server::start(flags, log, Duration::from_secs(30))
 }
 
 #[test]
@@ -145,7 +107,7 @@ fn dashboard_end_to_end_in_headless_chromium() {
         bundle.to_str().unwrap(),
     ]);
 
-    let server = Server::start(&data, Some(&bundle), p("server.log"), false);
+    let server = start_server(&data, Some(&bundle), p("server.log"), false);
     let shots = std::env::var_os("ANOMALYD_SCREENSHOTS").map_or_else(
         || PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("dashboard-screenshots"),
         |d| root().join(d),
@@ -193,7 +155,7 @@ fn dashboard_asks_for_an_api_key_once_per_tab() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     ok(&["bench-api", "seed", "--data-dir", data.to_str().unwrap(), "--anomalies", "50", "--devices", "5"]);
-    let server = Server::start(&data, None, dir.path().join("server.log"), true);
+    let server = start_server(&data, None, dir.path().join("server.log"), true);
 
     // The command the key prompt tells the operator to run, run as told.
     let shell = http_get(&server.address, "/").expect("the shell is served");

@@ -10,58 +10,29 @@ use std::collections::{HashMap, HashSet};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use rand::{Rng, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 
-use crate::common::{free_address, http_get};
+use crate::common::Server;
 
 const SAMPLES_PER_BATCH: usize = 200;
 const N: u64 = SAMPLES_PER_BATCH as u64;
 /// Sample times start here (2023-11-14), one second apart per batch.
 const T0: i64 = 1_700_000_000_000;
 
-/// A running `anomalyd serve`, killed when dropped so that a failing test leaves no server
-/// behind. Its stderr goes to a file: a pipe nobody reads could fill up and stall it.
-struct Server {
-    child: Child,
-    address: String,
-    log: PathBuf,
+/// A server on `data` without keys, ready within 20 s.
+fn start_server(data: &Path, log: PathBuf) -> Server {
+    let flags = |c: &mut Command| {
+        c.arg("--insecure-no-auth").arg("--data-dir").arg(data);
+    };
+    Server::start(flags, log, Duration::from_secs(20))
 }
 
 impl Server {
-    /// Starts a server on `data` and waits until `/readyz` answers 200.
-    fn start(data: &Path, log: PathBuf) -> Server {
-        let address = free_address();
-        let child = Command::new(env!("CARGO_BIN_EXE_anomalyd"))
-            .args(["serve", "--insecure-no-auth", "--listen", &address, "--data-dir"])
-            .arg(data)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("binary starts");
-        let mut server = Server { child, address, log };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if http_get(&server.address, "/readyz").is_some_and(|r| r.starts_with("HTTP/1.1 200")) {
-                return server;
-            }
-            if let Some(status) = server.child.try_wait().unwrap() {
-                panic!("the server exited before it was ready ({status}):\n{}", server.stderr());
-            }
-            assert!(Instant::now() < deadline, "not ready within 20 s:\n{}", server.stderr());
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    fn stderr(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
     /// Sends SIGTERM and waits for the exit (a server still running after 30 s fails the test).
     fn terminate(mut self) -> (ExitStatus, String) {
         let pid = self.child.id().to_string();
@@ -80,15 +51,6 @@ impl Server {
     fn crash(mut self) {
         self.child.kill().unwrap();
         self.child.wait().unwrap();
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
     }
 }
 
@@ -388,7 +350,7 @@ fn stored(data: &Path, check: Check) -> HashMap<Batch, u64> {
 fn sigterm_during_ingest_keeps_every_acknowledged_sample_once() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let server = Server::start(&data, dir.path().join("serve.log"));
+    let server = start_server(&data, dir.path().join("serve.log"));
     let address = server.address.clone();
     let seq = AtomicU64::new(0);
     let started = Instant::now();
@@ -441,7 +403,7 @@ fn sigkill_at_random_moments_loses_and_duplicates_no_acknowledged_sample() {
     let mut stored_unknown = HashSet::new();
     let started = Instant::now();
     for round in 0..rounds {
-        let server = Server::start(&data, dir.path().join(format!("serve-{round}.log")));
+        let server = start_server(&data, dir.path().join(format!("serve-{round}.log")));
         ledger.retry_unknown(&server.address, &stored_unknown);
         // The batch acknowledged last committed just before the previous kill.
         let probe = if let Some(b) = ledger.latest_acked {
@@ -478,7 +440,7 @@ fn sigkill_at_random_moments_loses_and_duplicates_no_acknowledged_sample() {
 
     // A last life settles the unanswered batches, and a clean stop leaves exactly the
     // acknowledged samples.
-    let server = Server::start(&data, dir.path().join("serve-final.log"));
+    let server = start_server(&data, dir.path().join("serve-final.log"));
     ledger.retry_unknown(&server.address, &stored_unknown);
     let (status, err) = server.terminate();
     assert_eq!(status.code(), Some(0), "exit status after SIGTERM; stderr:\n{err}");
