@@ -31,14 +31,13 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 
 from results_md import write_section  # bench/results_md.py: the script directory is on sys.path
+from serving import free_port, wait_ready
 
 MARK_BEGIN = "<!-- load-bench:begin -->"
 MARK_END = "<!-- load-bench:end -->"
@@ -55,24 +54,6 @@ end
 
 def log(msg):
     print(msg, file=sys.stderr, flush=True)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_ready(url, seconds=60):
-    deadline = time.time() + seconds
-    while time.time() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=1) as r:
-                if r.status == 200:
-                    return
-        except Exception:
-            time.sleep(0.1)
-    raise SystemExit(f"server at {url} did not become ready")
 
 
 def wrk(url, seconds, connections, script, workdir, method="GET", body=None):
