@@ -2,8 +2,9 @@
 
 use std::time::Duration;
 
+use crate::serve_on_free_port;
 use anomalyd_service::auth::{AuthSettings, Scope, generate_key};
-use anomalyd_service::{AppState, ROUTE_SCOPES, ROUTES, ServiceSettings, serve};
+use anomalyd_service::{AppState, ROUTE_SCOPES, ROUTES, ServiceSettings};
 use anomalyd_store::{Store, StoreOptions, hash_key};
 
 async fn key(store: &Store, name: &str, scopes: &str) -> String {
@@ -28,13 +29,7 @@ async fn every_route_checks_its_scope() {
         auth: AuthSettings { cache_ttl: Duration::ZERO, ..AuthSettings::default() },
         ..Default::default()
     };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(serve(
-        listener,
-        AppState::with_settings(store.clone(), None, settings),
-        std::future::pending(),
-    ));
+    let base = serve_on_free_port(AppState::with_settings(store.clone(), None, settings)).await;
 
     let client = reqwest::Client::new();
     let call = |method: &str, path: &str, key: Option<&str>| {

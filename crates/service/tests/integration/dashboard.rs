@@ -2,7 +2,8 @@
 
 use std::collections::BTreeMap;
 
-use anomalyd_service::{AppState, serve};
+use crate::serve_on_free_port;
+use anomalyd_service::AppState;
 use anomalyd_store::{IngestBatch, NewAnomaly, Store, StoreOptions, TelemetryRow};
 use serde_json::{Value, json};
 
@@ -67,9 +68,7 @@ async fn stats_and_trends_count_exactly_what_was_stored() {
         e.1 += 0.5 + (i % 10) as f64 / 100.0;
     }
 
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(serve(listener, AppState::new(store, None), std::future::pending()));
+    let base = serve_on_free_port(AppState::new(store, None)).await;
 
     let (status, stats) = get(&format!("{base}/api/v1/dashboard/stats")).await;
     assert_eq!(status, 200);

@@ -4,11 +4,12 @@
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use crate::serve_on_free_port;
 use anomalyd_engine::fleet::{FleetBundle, FleetConfig, Sample, SimParams, extract_all, simulate};
 use anomalyd_service::auth::AuthSettings;
 use anomalyd_service::middleware::HttpSettings;
 use anomalyd_service::pipeline::{ActiveBundle, PipelineSettings};
-use anomalyd_service::{AppState, ServiceSettings, serve};
+use anomalyd_service::{AppState, ServiceSettings};
 use anomalyd_store::{DedupPolicy, Store, StoreOptions};
 use serde_json::{Value, json};
 
@@ -44,14 +45,12 @@ async fn start(bundle: Option<FleetBundle>, pipeline: PipelineSettings) -> Serve
     let dir = tempfile::tempdir().unwrap();
     let store =
         Store::open(dir.path().join("a.db").to_str().unwrap(), &StoreOptions::default()).await.unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
     // No per-key rate limit: these tests load the server on purpose.
     let http = HttpSettings { rate_per_sec: 0, ..Default::default() };
     let settings = ServiceSettings { pipeline, auth: AuthSettings::disabled(), http, ..Default::default() };
     let active = bundle.map(|bundle| ActiveBundle { bundle, version: "t1".into(), model_id: None });
     let state = AppState::with_settings(store.clone(), active, settings);
-    tokio::spawn(serve(listener, state, std::future::pending()));
+    let base = serve_on_free_port(state).await;
     Server { base, store, dir }
 }
 

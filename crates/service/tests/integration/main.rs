@@ -20,6 +20,14 @@ struct Server {
     _stop: tokio::sync::oneshot::Sender<()>,
 }
 
+/// Serves `state` on a free loopback port until the test ends; returns the base URL.
+async fn serve_on_free_port(state: AppState) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(serve(listener, state, std::future::pending()));
+    base
+}
+
 async fn server(anomalies: i64) -> Server {
     server_with(anomalies, None).await
 }
@@ -251,9 +259,7 @@ async fn ingested_telemetry_is_scored_with_the_bundle() {
     let dir = tempfile::tempdir().unwrap();
     let store =
         Store::open(dir.path().join("a.db").to_str().unwrap(), &StoreOptions::default()).await.unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(serve(listener, AppState::new(store, Some(bundle)), std::future::pending()));
+    let base = serve_on_free_port(AppState::new(store, Some(bundle))).await;
 
     let url = format!("{base}/api/v1/telemetry");
     let normal: Vec<Value> = (0..30).map(|m| sample("dev-x", m * 60, 33.0 + (m % 3) as f64)).collect();

@@ -3,9 +3,10 @@
 
 use std::time::Duration;
 
+use crate::serve_on_free_port;
 use anomalyd_service::auth::AuthSettings;
 use anomalyd_service::middleware::HttpSettings;
-use anomalyd_service::{AppState, ServiceSettings, serve};
+use anomalyd_service::{AppState, ServiceSettings};
 use anomalyd_store::{Store, StoreOptions};
 use serde_json::json;
 
@@ -14,9 +15,7 @@ async fn start(http: HttpSettings) -> (String, tempfile::TempDir) {
     let store =
         Store::open(dir.path().join("a.db").to_str().unwrap(), &StoreOptions::default()).await.unwrap();
     let settings = ServiceSettings { auth: AuthSettings::disabled(), http, ..Default::default() };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(serve(listener, AppState::with_settings(store, None, settings), std::future::pending()));
+    let base = serve_on_free_port(AppState::with_settings(store, None, settings)).await;
     (base, dir)
 }
 

@@ -6,11 +6,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::serve_on_free_port;
 use anomalyd_service::auth::AuthSettings;
 use anomalyd_service::middleware::HttpSettings;
 use anomalyd_service::troubleshoot::rules::builtin_rules;
 use anomalyd_service::troubleshoot::{TroubleshootSettings, parse_endpoint};
-use anomalyd_service::{AppState, ServiceSettings, serve};
+use anomalyd_service::{AppState, ServiceSettings};
 use anomalyd_store::{AnomalyFilter, IngestBatch, NewAnomaly, Store, StoreOptions};
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -163,13 +164,7 @@ async fn start(troubleshoot: TroubleshootSettings, anomalies: Vec<NewAnomaly>) -
         troubleshoot,
         ..Default::default()
     };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(serve(
-        listener,
-        AppState::with_settings(store.clone(), None, settings),
-        std::future::pending(),
-    ));
+    let base = serve_on_free_port(AppState::with_settings(store.clone(), None, settings)).await;
     Server { base, store, _dir: dir }
 }
 

@@ -1,8 +1,9 @@
 //! The dashboard's files over real HTTP: the shell at `/`, versioned assets cached for good,
 //! entity tags, the Content-Security-Policy, and no key needed for any of it.
 
+use crate::serve_on_free_port;
 use anomalyd_service::auth::AuthSettings;
-use anomalyd_service::{AppState, ServiceSettings, serve};
+use anomalyd_service::{AppState, ServiceSettings};
 use anomalyd_store::{Store, StoreOptions};
 
 #[tokio::test]
@@ -12,9 +13,7 @@ async fn the_dashboard_is_served_from_the_binary_without_a_key() {
         Store::open(dir.path().join("a.db").to_str().unwrap(), &StoreOptions::default()).await.unwrap();
     // Keys are required: the files are public, the data behind them is not.
     let settings = ServiceSettings { auth: AuthSettings::default(), ..Default::default() };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(serve(listener, AppState::with_settings(store, None, settings), std::future::pending()));
+    let base = serve_on_free_port(AppState::with_settings(store, None, settings)).await;
     let client = reqwest::Client::new();
 
     let r = client.get(format!("{base}/")).send().await.unwrap();

@@ -4,11 +4,12 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::serve_on_free_port;
 use anomalyd_service::auth::AuthSettings;
 use anomalyd_service::middleware::HttpSettings;
 use anomalyd_service::pipeline::{ActiveBundle, PipelineSettings};
 use anomalyd_service::webhooks::WebhookSettings;
-use anomalyd_service::{AppState, ServiceSettings, serve};
+use anomalyd_service::{AppState, ServiceSettings};
 use anomalyd_store::{IngestBatch, NewAnomaly, Store, StoreOptions, TelemetryRow};
 use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};
@@ -114,8 +115,6 @@ pub(crate) async fn start(
     let dir = tempfile::tempdir().unwrap();
     let store =
         Store::open(dir.path().join("a.db").to_str().unwrap(), &StoreOptions::default()).await.unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
     let settings = ServiceSettings {
         pipeline: PipelineSettings::default(),
         auth: AuthSettings::disabled(),
@@ -125,7 +124,7 @@ pub(crate) async fn start(
     };
     let active = bundle.map(|bundle| ActiveBundle { bundle, version: "t1".into(), model_id: None });
     let state = AppState::with_settings(store.clone(), active, settings);
-    tokio::spawn(serve(listener, state.clone(), std::future::pending()));
+    let base = serve_on_free_port(state.clone()).await;
     Server { base, store, state, _dir: dir }
 }
 
