@@ -32,6 +32,21 @@ export function responsive(box, draw) {
   if ('ResizeObserver' in window) new ResizeObserver(render).observe(box);
 }
 
+/**
+ * One small line chart per metric in `names`, from `samples` ({ts, metrics}; ts in Unix ms or
+ * RFC 3339), with the times in `marks` drawn as lines and `focus` as the highlighted one.
+ */
+export function metricCharts(samples, names, { marks = [], focus = null } = {}) {
+  const time = (ts) => (typeof ts === 'number' ? ts : Date.parse(ts));
+  return h('div', { class: 'small-multiples' }, names.map((name) => {
+    const points = samples.map((s) => ({ t: time(s.ts), v: (s.metrics || {})[name] })).filter((p) => typeof p.v === 'number');
+    const cell = h('div', { class: 'chart-box small' });
+    // Drawn once the cell is in the page and has a width.
+    queueMicrotask(() => responsive(cell, (w) => lineChart(points, { width: w, height: 140, label: name, marks, focus })));
+    return h('figure', {}, h('figcaption', {}, name), cell);
+  }));
+}
+
 /** Bars of `buckets` ({start, count, mean_score}) `width` × `height` pixels. */
 export function countChart(buckets, width, height, label) {
   const max = niceMax(Math.max(0, ...buckets.map((b) => b.count)));

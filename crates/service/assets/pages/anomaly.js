@@ -2,7 +2,7 @@
 // it, triage (acknowledge / resolve with a note) and troubleshooting steps on request.
 
 import { api } from '../api.js';
-import { attributionChart, lineChart, responsive } from '../charts.js';
+import { attributionChart, metricCharts, responsive } from '../charts.js';
 import { emptyState, fact, fill, fmtNum, fmtTime, h, severityBadge, skeleton, statusBadge } from '../dom.js';
 
 export async function render(main, route, ctx) {
@@ -115,11 +115,5 @@ export function drawHistory(box, device, { only = new Set(), focus = null } = {}
   fill(box,
     h('p', { class: 'muted' }, `Latest ${samples.length} samples of ${device.id}, ${fmtTime(samples[samples.length - 1].ts)} – ${fmtTime(samples[0].ts)}; red lines are anomalies.` +
       (inRange ? '' : ' This anomaly is older than these samples.')),
-    h('div', { class: 'small-multiples' }, shown.map((name) => {
-      const points = samples.map((s) => ({ t: Date.parse(s.ts), v: s.metrics[name] })).filter((p) => typeof p.v === 'number');
-      const cell = h('div', { class: 'chart-box small' });
-      const wrap = h('figure', {}, h('figcaption', {}, name), cell);
-      queueMicrotask(() => responsive(cell, (w) => lineChart(points, { width: w, height: 140, label: name, marks, focus: inRange ? focus : null })));
-      return wrap;
-    })));
+    metricCharts(samples, shown, { marks, focus: inRange ? focus : null }));
 }

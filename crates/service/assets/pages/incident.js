@@ -4,7 +4,7 @@
 // device's data has moved on. Webhook messages link here (`#/incidents/{id}`).
 
 import { api } from '../api.js';
-import { attributionChart, lineChart, responsive } from '../charts.js';
+import { attributionChart, metricCharts, responsive } from '../charts.js';
 import { emptyState, fact, fill, fmtInt, fmtNum, fmtTime, h, severityBadge, skeleton, statusBadge } from '../dom.js';
 
 const VERBS = { acknowledged: 'Acknowledge', resolved: 'Resolve', open: 'Reopen' };
@@ -90,13 +90,7 @@ function drawEvidence(box, ev) {
   const values = Object.entries(ev.features || {});
   fill(box,
     h('p', { class: 'muted' }, `${samples.length} sample${samples.length === 1 ? '' : 's'} up to the anomaly at ${fmtTime(new Date(at).toISOString())} (red line), score ${fmtNum(ev.anomaly_score)}.`),
-    h('div', { class: 'small-multiples' }, names.map((name) => {
-      const points = samples.map((s) => ({ t: typeof s.ts === 'number' ? s.ts : Date.parse(s.ts), v: (s.metrics || {})[name] }))
-        .filter((p) => typeof p.v === 'number');
-      const cell = h('div', { class: 'chart-box small' });
-      queueMicrotask(() => responsive(cell, (w) => lineChart(points, { width: w, height: 140, label: name, marks: Number.isFinite(at) ? [at] : [], focus: Number.isFinite(at) ? at : null })));
-      return h('figure', {}, h('figcaption', {}, name), cell);
-    })),
+    metricCharts(samples, names, Number.isFinite(at) ? { marks: [at], focus: at } : {}),
     values.length
       ? h('table', { class: 'kv' }, h('caption', {}, 'Feature values when it opened'),
         h('tbody', {}, values.map(([k, v]) => h('tr', {}, h('th', { scope: 'row' }, k), h('td', { class: 'num' }, fmtNum(v))))))
