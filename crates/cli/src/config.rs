@@ -378,10 +378,10 @@ impl Settings {
             return bad("database.max_connections", "must be at least 1");
         }
         let t = &self.troubleshoot;
-        if !t.endpoint.is_empty() {
-            if let Err(e) = anomalyd_service::troubleshoot::parse_endpoint(&t.endpoint) {
-                return bad("troubleshoot.endpoint", &e);
-            }
+        if !t.endpoint.is_empty()
+            && let Err(e) = anomalyd_service::troubleshoot::parse_endpoint(&t.endpoint)
+        {
+            return bad("troubleshoot.endpoint", &e);
         }
         if t.model.is_empty() {
             return bad("troubleshoot.model", "must not be empty");

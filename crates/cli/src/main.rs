@@ -80,11 +80,11 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Some(n) = cli.threads {
-        if let Err(e) = rayon::ThreadPoolBuilder::new().num_threads(n.max(1)).build_global() {
-            eprintln!("error: cannot start {n} threads: {e}");
-            return ExitCode::from(EXIT_FAILURE);
-        }
+    if let Some(n) = cli.threads
+        && let Err(e) = rayon::ThreadPoolBuilder::new().num_threads(n.max(1)).build_global()
+    {
+        eprintln!("error: cannot start {n} threads: {e}");
+        return ExitCode::from(EXIT_FAILURE);
     }
     let result = match &cli.command {
         Command::Train(a) => commands::train::run(a),

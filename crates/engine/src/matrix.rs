@@ -16,7 +16,7 @@ impl Matrix {
     /// Wraps a row-major buffer. `names` gives the column names used in error messages;
     /// it may be empty, in which case columns are called `f0`, `f1`, ...
     pub fn new(data: Vec<f32>, n_cols: usize, names: &[String]) -> Result<Self> {
-        if n_cols == 0 || data.len() % n_cols != 0 {
+        if n_cols == 0 || !data.len().is_multiple_of(n_cols) {
             return Err(EngineError::Shape { len: data.len(), n_cols });
         }
         let mut has_nan = false;

@@ -139,13 +139,13 @@ impl ForestParams {
                 reason: format!("must be a fraction in (0, 1], got {}", self.max_features),
             });
         }
-        if let Contamination::Fraction(c) = self.contamination {
-            if !(c > 0.0 && c <= 0.5) {
-                return Err(EngineError::InvalidParam {
-                    name: "contamination",
-                    reason: format!("must be `auto` or a fraction in (0, 0.5], got {c}"),
-                });
-            }
+        if let Contamination::Fraction(c) = self.contamination
+            && !(c > 0.0 && c <= 0.5)
+        {
+            return Err(EngineError::InvalidParam {
+                name: "contamination",
+                reason: format!("must be `auto` or a fraction in (0, 0.5], got {c}"),
+            });
         }
         // scikit-learn: max(1, int(max_features * n_features)).
         let features_per_tree = ((self.max_features * n_cols as f64) as usize).clamp(1, n_cols);

@@ -146,13 +146,13 @@ fn filter(p: &ListParams) -> Result<(AnomalyFilter, Option<Cursor>, u32), ApiErr
         .as_deref()
         .map(|s| s.parse::<AnomalyStatus>().map_err(|e| ApiError::invalid("status", e.to_string())))
         .transpose()?;
-    if let Some(s) = &p.severity {
-        if !["low", "medium", "high", "critical"].contains(&s.as_str()) {
-            return Err(ApiError::invalid(
-                "severity",
-                format!("`{s}` is not one of low, medium, high, critical"),
-            ));
-        }
+    if let Some(s) = &p.severity
+        && !["low", "medium", "high", "critical"].contains(&s.as_str())
+    {
+        return Err(ApiError::invalid(
+            "severity",
+            format!("`{s}` is not one of low, medium, high, critical"),
+        ));
     }
     if p.min_score.is_some_and(|m| !m.is_finite()) {
         return Err(ApiError::invalid("min_score", "must be a finite number"));

@@ -128,10 +128,10 @@ impl KeyCache {
     async fn lookup(&self, state: &AppState, key: &str) -> Result<Option<ApiKeyRecord>, ApiError> {
         let hash = hash_key(key);
         let ttl = state.settings.auth.cache_ttl;
-        if let Some((record, at)) = self.entries.lock().expect("key cache").get(&hash) {
-            if at.elapsed() < ttl {
-                return Ok(record.clone());
-            }
+        if let Some((record, at)) = self.entries.lock().expect("key cache").get(&hash)
+            && at.elapsed() < ttl
+        {
+            return Ok(record.clone());
         }
         let record = state.store.api_key_by_hash(&hash).await?;
         let mut entries = self.entries.lock().expect("key cache");

@@ -373,10 +373,10 @@ impl Worker {
                 }
                 _ = tick.tick() => self.flush_stale(Some(self.settings.flush_after)),
             };
-            if let Some(write) = write {
-                if to_writer.send(write).await.is_err() {
-                    break;
-                }
+            if let Some(write) = write
+                && to_writer.send(write).await.is_err()
+            {
+                break;
             }
         }
         // Scores whatever the re-order buffers still hold, so no sample stays unscored.

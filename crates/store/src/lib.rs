@@ -135,10 +135,10 @@ impl Store {
         // The handle that took checkpoints over leaves a short WAL behind, so the next start
         // does not replay a long one. Other handles (a CLI command beside a running server)
         // leave it alone: a TRUNCATE checkpoint would hold up the server's writer.
-        if self.background_checkpoint {
-            if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&self.pool).await {
-                tracing::warn!("final WAL checkpoint: {e}");
-            }
+        if self.background_checkpoint
+            && let Err(e) = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&self.pool).await
+        {
+            tracing::warn!("final WAL checkpoint: {e}");
         }
         self.pool.close().await;
     }

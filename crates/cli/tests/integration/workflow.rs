@@ -176,11 +176,11 @@ fn demo_serves_anomalies_from_a_streaming_simulated_fleet() {
         .unwrap();
     let mut anomalies = String::new();
     for _ in 0..300 {
-        if let Some(body) = http_get(&listen, "/api/v1/anomalies?limit=1") {
-            if body.contains("\"device_id\"") {
-                anomalies = body;
-                break;
-            }
+        if let Some(body) = http_get(&listen, "/api/v1/anomalies?limit=1")
+            && body.contains("\"device_id\"")
+        {
+            anomalies = body;
+            break;
         }
         std::thread::sleep(std::time::Duration::from_millis(100));
     }

@@ -540,13 +540,13 @@ fn validate(raw: RawConfig, text: &str) -> Result<FleetConfig, ConfigError> {
         if !rule_names.insert(r.name().to_string()) || r.name() == "model" {
             return invalid(format!("rule name `{}` is used twice or reserved", r.name()));
         }
-        if let Some(m) = r.metric() {
-            if !metric_index.contains_key(m) {
-                return Err(ConfigError::UnknownMetric {
-                    owner: format!("rule `{}`", r.name()),
-                    metric: m.into(),
-                });
-            }
+        if let Some(m) = r.metric()
+            && !metric_index.contains_key(m)
+        {
+            return Err(ConfigError::UnknownMetric {
+                owner: format!("rule `{}`", r.name()),
+                metric: m.into(),
+            });
         }
         match r {
             RuleSpec::Threshold { below: None, above: None, name, .. } => {

@@ -365,10 +365,9 @@ impl Troubleshooter {
             expires_at: Some(c.expires_at),
             fallback_reason: None,
         };
-        if !refresh {
-            if let Some(hit) = store.cached_troubleshoot(&key, &self.settings.model, now_ms()).await? {
-                return Ok(llm_answer(hit, true));
-            }
+        if !refresh && let Some(hit) = store.cached_troubleshoot(&key, &self.settings.model, now_ms()).await?
+        {
+            return Ok(llm_answer(hit, true));
         }
         // Refreshes share a call among themselves but never take a plain request's result,
         // which may be the cached answer they want replaced.

@@ -134,10 +134,10 @@ pub fn verdict(
         return Verdict::Dead;
     }
     let mut delay = backoff(attempt, settings.backoff_base, settings.backoff_max, unit);
-    if matches!(status, Some(429 | 503)) {
-        if let Some(wait) = retry_after {
-            delay = delay.max(wait.min(settings.backoff_max));
-        }
+    if matches!(status, Some(429 | 503))
+        && let Some(wait) = retry_after
+    {
+        delay = delay.max(wait.min(settings.backoff_max));
     }
     Verdict::Retry(delay)
 }
