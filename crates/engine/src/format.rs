@@ -422,6 +422,8 @@ fn decode_forest(r: &mut Reader) -> FmtResult<IsolationForest> {
     if r.remaining() != 0 {
         return invalid(format!("{} bytes left after the last tree", r.remaining()));
     }
+    // Laid out for the vector kernel now, so the first scoring call does not pay for it.
+    trees.packed();
     Ok(IsolationForest {
         params,
         feature_names,

@@ -39,6 +39,7 @@ mod forest;
 pub mod format;
 mod matrix;
 pub mod metrics;
+mod packed;
 mod params;
 mod score;
 mod tree;

@@ -1,12 +1,51 @@
 //! Path-length kernels: the hot loops of scoring.
 //!
-//! Rows are scored in blocks of [`BLOCK`]: for each tree, every row of the block takes one
-//! step per level in lock-step (`idx = left + (x > threshold)`), which keeps many
-//! independent loads in flight and needs no branch per node. Leaves loop onto themselves,
-//! so each tree costs exactly its depth in steps. A block that contains a missing value
-//! takes the slower kernel that also reads each node's missing-value direction.
+//! On CPUs with AVX-512 (checked at run time) rows without missing values are scored by
+//! [`avx512`] over the [`Packed`] layout: one row walks 16 trees at once. Elsewhere, and for
+//! forests the packed layout does not take, rows are scored in blocks of [`BLOCK`]: for each
+//! tree, every row of the block takes one step per level in lock-step
+//! (`idx = left + (x > threshold)`), which keeps many independent loads in flight and needs
+//! no branch per node. Leaves loop onto themselves, so each tree costs exactly its depth in
+//! steps. A block that contains a missing value takes the slower kernel that also reads
+//! each node's missing-value direction.
+//!
+//! **Summation order.** Every kernel adds a row's path lengths in one canonical order: tree
+//! `t` into lane `t % 16` of [`LaneSums`] (in tree order), then the 16 lanes pairwise by
+//! [`reduce`]. So a row scores the same bits alone, in any batch, on any thread count and
+//! with or without the vector kernel.
 
+use crate::packed::{GROUP, Packed};
 use crate::tree::{Trees, f32_key};
+
+#[cfg(target_arch = "x86_64")]
+mod avx512;
+
+/// Partial sums of a row's path lengths: tree `t` adds to lane `t % 16`.
+pub(crate) type LaneSums = [f32; GROUP];
+
+/// The lanes' total, halving pairwise (lane `i` + lane `i + 8`, then `+ 4`, `+ 2`, `+ 1`).
+#[inline]
+pub(crate) fn reduce(a: &LaneSums) -> f32 {
+    let mut s = *a;
+    let mut half = GROUP / 2;
+    while half > 0 {
+        for i in 0..half {
+            s[i] += s[i + half];
+        }
+        half /= 2;
+    }
+    s[0]
+}
+
+/// The packed layout, when the vector kernel runs on this CPU for rows of `d` columns.
+fn vector_kernel(trees: &Trees, d: usize) -> Option<&Packed> {
+    #[cfg(target_arch = "x86_64")]
+    if d <= crate::packed::MAX_FEATURES && avx512::available() {
+        return trees.packed();
+    }
+    let _ = (trees, d);
+    None
+}
 
 /// Rows walked together through a tree.
 pub(crate) const BLOCK: usize = 64;
@@ -15,19 +54,35 @@ const FEW_ROWS: usize = 4;
 /// Rows whose walks are interleaved in registers inside a block.
 pub(crate) const LANES: usize = 16;
 
-/// Adds, for every row of `rows` (row-major, `d` columns, at most [`BLOCK`] rows), the sum of
-/// its path lengths over all trees to `out`.
+/// Sets, for every row of `rows` (row-major, `d` columns, at most [`BLOCK`] rows), `out` to
+/// the sum of its path lengths over all trees.
 pub(crate) fn path_sums_block(trees: &Trees, rows: &[f32], d: usize, out: &mut [f32]) {
     let nb = rows.len() / d;
     debug_assert!(nb <= BLOCK && out.len() == nb);
     if rows.iter().any(|v| v.is_nan()) {
         return path_sums_block_nan(trees, rows, d, out);
     }
+    #[cfg(target_arch = "x86_64")]
+    if let Some(p) = vector_kernel(trees, d) {
+        let mut sums = [[0f32; GROUP]; BLOCK];
+        // SAFETY: `vector_kernel` checked AVX-512F and the width; `p` is `trees` packed.
+        unsafe { avx512::lane_sums(p, trees, rows, d, &mut sums[..nb]) };
+        for (o, s) in out.iter_mut().zip(&sums) {
+            *o = reduce(s);
+        }
+        return;
+    }
+    path_sums_block_scalar(trees, rows, d, out);
+}
+
+/// [`path_sums_block`] without the vector kernel (rows without NaN).
+fn path_sums_block_scalar(trees: &Trees, rows: &[f32], d: usize, out: &mut [f32]) {
+    let nb = rows.len() / d;
     if nb < FEW_ROWS {
         // Padding a handful of rows to a full lane group would multiply the work; walk them
         // one by one (same per-row summation order, so the same bits).
         for (row, o) in rows.chunks(d).zip(out.iter_mut()) {
-            *o = path_sum_row(trees, row);
+            *o = path_sum_row_scalar(trees, row);
         }
         return;
     }
@@ -46,7 +101,7 @@ pub(crate) fn path_sums_block(trees: &Trees, rows: &[f32], d: usize, out: &mut [
             }
         }
     }
-    let mut acc = [[0f32; LANES]; BLOCK / LANES];
+    let mut acc = [[[0f32; GROUP]; LANES]; BLOCK / LANES];
     // Tree-major: a tree's nodes stay in L1 while every group walks it.
     for t in 0..trees.n_trees() {
         for (group_cols, group_acc) in cols.chunks(d * LANES).zip(acc.iter_mut()) {
@@ -54,14 +109,14 @@ pub(crate) fn path_sums_block(trees: &Trees, rows: &[f32], d: usize, out: &mut [
         }
     }
     for (o, a) in out.iter_mut().zip(acc.iter().flatten()) {
-        *o = *a;
+        *o = reduce(a);
     }
 }
 
 /// Walks [`LANES`] rows, given feature-major in `cols`, through tree `t` and adds their path
-/// lengths to `acc`; the node indices stay in registers.
+/// lengths to their lane sums in `acc`; the node indices stay in registers.
 #[inline(always)]
-fn walk_lanes(trees: &Trees, t: usize, cols: &[u32], acc: &mut [f32; LANES]) {
+fn walk_lanes(trees: &Trees, t: usize, cols: &[u32], acc: &mut [LaneSums; LANES]) {
     let col_ptr = cols.as_ptr();
     let range = trees.tree_range(t);
     let nodes = &trees.keyed[range.clone()];
@@ -85,13 +140,13 @@ fn walk_lanes(trees: &Trees, t: usize, cols: &[u32], acc: &mut [f32; LANES]) {
         }
     }
     for (a, &i) in acc.iter_mut().zip(&idx) {
-        *a += values[i];
+        a[t % GROUP] += values[i];
     }
 }
 
 fn path_sums_block_nan(trees: &Trees, rows: &[f32], d: usize, out: &mut [f32]) {
     let nb = rows.len() / d;
-    let mut acc = [0f32; BLOCK];
+    let mut acc = [[0f32; GROUP]; BLOCK];
     for t in 0..trees.n_trees() {
         let range = trees.tree_range(t);
         let nodes = &trees.nodes[range.clone()];
@@ -108,10 +163,12 @@ fn path_sums_block_nan(trees: &Trees, rows: &[f32], d: usize, out: &mut [f32]) {
             }
         }
         for r in 0..nb {
-            acc[r] += values[idx[r] as usize];
+            acc[r][t % GROUP] += values[idx[r] as usize];
         }
     }
-    out.copy_from_slice(&acc[..nb]);
+    for (o, a) in out.iter_mut().zip(&acc) {
+        *o = reduce(a);
+    }
 }
 
 /// Trees walked together for a single row: independent walks overlap their load latency.
@@ -124,8 +181,20 @@ pub(crate) fn path_sum_row(trees: &Trees, row: &[f32]) -> f32 {
         path_sums_block_nan(trees, row, row.len(), &mut out);
         return out[0];
     }
+    #[cfg(target_arch = "x86_64")]
+    if let Some(p) = vector_kernel(trees, row.len()) {
+        let mut sums = [[0f32; GROUP]];
+        // SAFETY: `vector_kernel` checked AVX-512F and the width; `p` is `trees` packed.
+        unsafe { avx512::lane_sums(p, trees, row, row.len(), &mut sums) };
+        return reduce(&sums[0]);
+    }
+    path_sum_row_scalar(trees, row)
+}
+
+/// [`path_sum_row`] without the vector kernel (a row without NaN).
+fn path_sum_row_scalar(trees: &Trees, row: &[f32]) -> f32 {
     let n_trees = trees.n_trees();
-    let mut sum = 0f32;
+    let mut sums = [0f32; GROUP];
     let mut t0 = 0;
     while t0 < n_trees {
         let g = TREE_GROUP.min(n_trees - t0);
@@ -144,18 +213,18 @@ pub(crate) fn path_sum_row(trees: &Trees, row: &[f32]) -> f32 {
                 idx[k] = base[k] + (n.left + (x > n.threshold) as u16) as usize;
             }
         }
-        for &i in &idx[..g] {
-            sum += trees.values[i];
+        for (k, &i) in idx[..g].iter().enumerate() {
+            sums[(t0 + k) % GROUP] += trees.values[i];
         }
         t0 += g;
     }
-    sum
+    reduce(&sums)
 }
 
 /// Walks one row through every tree, calling `on_step(feature, parent, child)` for each
 /// edge taken (global node indices); returns the path-length sum like [`path_sum_row`].
 pub(crate) fn walk_row(trees: &Trees, row: &[f32], mut on_step: impl FnMut(usize, usize, usize)) -> f32 {
-    let mut sum = 0f32;
+    let mut sums = [0f32; GROUP];
     for t in 0..trees.n_trees() {
         let base = trees.offsets[t] as usize;
         let mut i = base;
@@ -170,7 +239,82 @@ pub(crate) fn walk_row(trees: &Trees, row: &[f32], mut on_step: impl FnMut(usize
             on_step(n.feature as usize, i, child);
             i = child;
         }
-        sum += trees.values[i];
+        sums[t % GROUP] += trees.values[i];
     }
-    sum
+    reduce(&sums)
+}
+
+#[cfg(all(test, target_arch = "x86_64"))]
+mod tests {
+    use super::*;
+    use crate::matrix::Matrix;
+    use crate::{ForestParams, IsolationForest};
+
+    /// Rows of `data` plus rows that sit on, just below and just above the thresholds of
+    /// each tree's root, where a truncated comparison would tie.
+    fn rows_with_ties(data: &Matrix, trees: &Trees) -> Vec<f32> {
+        let mut rows = data.as_slice().to_vec();
+        for t in 0..trees.n_trees() {
+            let n = trees.nodes[trees.offsets[t] as usize];
+            for v in [n.threshold, n.threshold.next_down(), n.threshold.next_up()] {
+                let mut row = data.row(t % data.n_rows()).to_vec();
+                row[n.feature as usize] = v;
+                rows.extend(row);
+            }
+        }
+        rows
+    }
+
+    fn sums(trees: &Trees, rows: &[f32], d: usize, vector: bool) -> Vec<f32> {
+        let mut out = vec![0f32; rows.len() / d];
+        for (block, o) in rows.chunks(BLOCK * d).zip(out.chunks_mut(BLOCK)) {
+            if vector {
+                path_sums_block(trees, block, d, o);
+            } else {
+                path_sums_block_scalar(trees, block, d, o);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn vector_kernel_gives_the_scalar_kernels_bits() {
+        if !avx512::available() {
+            eprintln!("this CPU has no AVX-512F: the vector kernel is not used here, nothing to compare");
+            return;
+        }
+        let d = 25;
+        let values: Vec<f32> =
+            (0..700 * d).map(|i| (((i * 7919) % 2003) as f32 / 97.0 - 10.0) * 1.37).collect();
+        let data = Matrix::new(values, d, &[]).unwrap();
+        let names = (0..d).map(|i| format!("f{i}")).collect();
+        let params = ForestParams { n_trees: 37, seed: 11, ..Default::default() };
+        let model = IsolationForest::fit(&data, names, &params).unwrap();
+        for snapped in [true, false] {
+            let mut trees = model.trees.clone();
+            if !snapped {
+                // As a model written before snapping: thresholds one key past a snapped one.
+                for n in trees.nodes.iter_mut() {
+                    if n.threshold.is_finite() {
+                        n.threshold = n.threshold.next_up();
+                    }
+                }
+                trees.rebuild_derived();
+            }
+            let p = trees.packed().expect("a 25-feature, depth-8 forest is packed");
+            assert_eq!(p.exact, snapped);
+            let rows = rows_with_ties(&data, &trees);
+            let vector = sums(&trees, &rows, d, true);
+            let scalar = sums(&trees, &rows, d, false);
+            for (r, (v, s)) in vector.iter().zip(&scalar).enumerate() {
+                assert_eq!(v.to_bits(), s.to_bits(), "row {r}, snapped {snapped}");
+                // One row alone takes the single-row path, and must agree too.
+                assert_eq!(
+                    path_sum_row(&trees, &rows[r * d..(r + 1) * d]).to_bits(),
+                    s.to_bits(),
+                    "row {r} alone"
+                );
+            }
+        }
+    }
 }

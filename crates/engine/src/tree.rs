@@ -10,6 +10,7 @@ use rand::seq::{SliceRandom, index};
 use rand_xoshiro::Xoshiro256PlusPlus;
 
 use crate::matrix::Matrix;
+use crate::packed::Packed;
 use crate::params::ValidParams;
 
 /// One node. Internal: rows with `x[feature] > threshold` go to `left + 1`, others to `left`.
@@ -55,6 +56,19 @@ pub(crate) struct Trees {
     pub depths: Vec<u8>,
     /// The nodes again in the block kernel's form (see [`KeyNode`]).
     pub keyed: Vec<KeyNode>,
+    /// The trees in the vector kernel's layout, built on first use.
+    packed: PackedCell,
+}
+
+/// A lazily built [`Packed`] copy. It is derived data: two forests with the same trees are
+/// equal whether or not either has built it yet.
+#[derive(Debug, Clone, Default)]
+struct PackedCell(std::sync::OnceLock<Option<Packed>>);
+
+impl PartialEq for PackedCell {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
 }
 
 /// A node as the batch kernel reads it: the threshold as an order-preserving integer key
@@ -71,9 +85,35 @@ pub(crate) struct KeyNode {
 /// Maps a non-NaN f32 to a u32 whose unsigned order is the float order (-0.0 and +0.0 map to
 /// the same key, as they compare equal).
 #[inline(always)]
-pub(crate) fn f32_key(v: f32) -> u32 {
+pub(crate) const fn f32_key(v: f32) -> u32 {
     let bits = (v + 0.0).to_bits();
     if bits & 0x8000_0000 != 0 { !bits } else { bits | 0x8000_0000 }
+}
+
+/// The inverse of [`f32_key`] (for keys of non-NaN values; `-0.0` comes back as `+0.0`).
+#[inline]
+pub(crate) const fn from_key(key: u32) -> f32 {
+    f32::from_bits(if key & 0x8000_0000 != 0 { key & 0x7FFF_FFFF } else { !key })
+}
+
+/// Keys of a snapped threshold end in these bits (see [`snap_threshold`]).
+pub(crate) const SNAP_BITS: u32 = 31;
+
+/// Moves a split threshold to the nearest value whose key ends in [`SNAP_BITS`] that still
+/// splits `[min, max]` the same way at its ends (`min` left, `max` right), or leaves it when
+/// none does (values within ~32 ulps). A shift of at most 31 ulps is as uniform a draw as
+/// the original; it lets the vector kernel decide every comparison from the upper 27 key
+/// bits (see `packed.rs`).
+pub(crate) fn snap_threshold(t: f32, min: f32, max: f32) -> f32 {
+    let key = f32_key(t);
+    let up = from_key(key | SNAP_BITS);
+    if up < max {
+        return up;
+    }
+    match (key & !SNAP_BITS).checked_sub(1).map(from_key) {
+        Some(down) if down >= min => down,
+        _ => t,
+    }
 }
 
 impl Trees {
@@ -89,7 +129,23 @@ impl Trees {
             offsets,
             depths: Vec::with_capacity(n_trees),
             keyed: Vec::with_capacity(n_nodes),
+            packed: PackedCell::default(),
         }
+    }
+
+    /// The vector kernel's layout of these trees (built once, on first call), or `None` when
+    /// the forest is too deep or too wide for it. Call only once every tree is pushed.
+    pub fn packed(&self) -> Option<&Packed> {
+        self.packed.0.get_or_init(|| Packed::build(self)).as_ref()
+    }
+
+    /// Recomputes the kernels' copies after `nodes` were edited in place (tests only).
+    #[cfg(test)]
+    pub fn rebuild_derived(&mut self) {
+        for (k, n) in self.keyed.iter_mut().zip(&self.nodes) {
+            k.key = f32_key(n.threshold);
+        }
+        self.packed = PackedCell::default();
     }
 
     pub fn n_trees(&self) -> usize {
@@ -101,6 +157,7 @@ impl Trees {
     }
 
     pub fn push(&mut self, tree: &TreeBuf) {
+        debug_assert!(self.packed.0.get().is_none(), "trees pushed after packing");
         if self.offsets.is_empty() {
             self.offsets.push(0);
         }
@@ -396,6 +453,7 @@ impl Builder<'_> {
         if threshold >= max {
             threshold = min;
         }
+        let threshold = snap_threshold(threshold, min, max);
         let (split, nan_right) = if self.has_nan[feature as usize] {
             self.partition_with_nan(lo, hi, feature, threshold)
         } else {
@@ -497,7 +555,27 @@ impl Builder<'_> {
 mod tests {
     use super::*;
 
+    use proptest::prelude::*;
     use rand::SeedableRng;
+
+    proptest! {
+        #[test]
+        fn snapped_thresholds_split_like_the_drawn_one(a in -1e6f32..1e6, b in -1e6f32..1e6, u in 0f64..1.0) {
+            let (min, max) = if a < b { (a, b) } else if b < a { (b, a) } else { return Ok(()) };
+            let t = ((min as f64 + u * (max as f64 - min as f64)) as f32).min(max.next_down());
+            let s = snap_threshold(t, min, max);
+            prop_assert!(min <= s && s < max, "{min} <= {s} < {max}");
+            prop_assert!((f32_key(s) as i64 - f32_key(t) as i64).abs() <= 32);
+            // Snapping fails only when no snapped key lies in [min, max).
+            let snappable = (f32_key(min)..f32_key(max)).any(|k| k & SNAP_BITS == SNAP_BITS);
+            prop_assert_eq!(f32_key(s) & SNAP_BITS == SNAP_BITS, snappable);
+        }
+
+        #[test]
+        fn from_key_inverts_f32_key(v in proptest::num::f32::NORMAL | proptest::num::f32::SUBNORMAL | proptest::num::f32::ZERO) {
+            prop_assert_eq!(from_key(f32_key(v)), v + 0.0);
+        }
+    }
 
     #[test]
     fn sparse_sample_draws_distinct_rows_uniformly() {

@@ -1,0 +1,217 @@
+//! The AVX-512 path-length kernel over the [`Packed`] layout.
+//!
+//! One vector holds one row's walk through 16 trees at once (a lane per tree). The row's
+//! keys sit in two registers, so fetching `x[feature]` for 16 different features is one
+//! two-register permute (which reads only the low five bits of each node word: the feature)
+//! instead of 16 loads. The four top levels are selected from registers with blends; the
+//! deeper levels and the leaf are gathered. Eight walks ("units") run interleaved so their
+//! gathers overlap: in a batch, eight rows through the same group of trees; for one row,
+//! the row through eight groups. Why not one lane per row: then every lane would need a
+//! different row's value, which is another gather per step.
+//!
+//! Lane sums follow the crate's canonical order (tree `t` adds to lane `t % 16`, in tree
+//! order), so every kernel gives the same bits.
+
+use std::arch::x86_64::*;
+
+use super::{BLOCK, LaneSums};
+use crate::packed::{FEATURE_MASK, GROUP, MAX_FEATURES, Packed, TOP_LEVELS, TOP_NODES, exact_leaf};
+use crate::tree::{Trees, f32_key};
+
+/// Walks interleaved.
+const UNITS: usize = 8;
+
+/// A row's keys with the low bits cleared, as the kernel compares them, padded to 32 columns.
+type RowKeys = [u32; MAX_FEATURES];
+
+/// Whether this CPU runs the kernel (the check is cached by the standard library).
+pub(crate) fn available() -> bool {
+    is_x86_feature_detected!("avx512f")
+}
+
+fn row_keys(row: &[f32]) -> RowKeys {
+    let mut k = [0u32; MAX_FEATURES];
+    for (kf, &v) in k.iter_mut().zip(row) {
+        *kf = f32_key(v) & !FEATURE_MASK;
+    }
+    k
+}
+
+/// Lane sums of every row of `rows` (row-major, `d ≤ 32` columns, at most [`BLOCK`] rows, no
+/// NaN) over all trees, into `out`.
+///
+/// # Safety
+/// The CPU must support AVX-512F ([`available`]), and `p` must be `trees` laid out by
+/// [`Packed::build`].
+#[target_feature(enable = "avx512f")]
+pub(crate) unsafe fn lane_sums(p: &Packed, trees: &Trees, rows: &[f32], d: usize, out: &mut [LaneSums]) {
+    let nb = rows.len() / d;
+    assert!(d <= MAX_FEATURES && nb <= BLOCK && out.len() == nb);
+    if nb == 1 {
+        // SAFETY: the caller's guarantees.
+        out[0] = unsafe { row_lane_sums(p, trees, rows) };
+        return;
+    }
+    // Rows past `nb` repeat row 0 to fill the last batch of units.
+    let padded = nb.next_multiple_of(UNITS);
+    let mut keys = [[0u32; MAX_FEATURES]; BLOCK + UNITS];
+    for (r, k) in keys.iter_mut().enumerate().take(padded) {
+        let src = if r < nb { r } else { 0 };
+        *k = row_keys(&rows[src * d..(src + 1) * d]);
+    }
+    let mut acc = [_mm512_setzero_ps(); BLOCK + UNITS];
+    for g in 0..p.groups {
+        let group = Group::new(p, g);
+        for r0 in (0..padded).step_by(UNITS) {
+            let units = std::array::from_fn(|k| (&group, &keys[r0 + k]));
+            let (leaves, ties) = if p.exact { walk::<false>(p, units) } else { walk::<true>(p, units) };
+            for (k, (mut v, tie)) in leaves.into_iter().zip(ties).enumerate() {
+                let r = r0 + k;
+                if tie != 0 && r < nb {
+                    v = exact_lanes(trees, g, tie, &rows[r * d..(r + 1) * d], v);
+                }
+                acc[r] = _mm512_add_ps(acc[r], v);
+            }
+        }
+    }
+    for (o, a) in out.iter_mut().zip(&acc) {
+        // SAFETY: `o` is 16 f32s.
+        unsafe { _mm512_storeu_ps(o.as_mut_ptr(), *a) };
+    }
+}
+
+/// Lane sums of one row: [`UNITS`] groups of trees walked at once.
+///
+/// # Safety
+/// As for [`lane_sums`].
+#[target_feature(enable = "avx512f")]
+unsafe fn row_lane_sums(p: &Packed, trees: &Trees, row: &[f32]) -> LaneSums {
+    let keys = row_keys(row);
+    let mut acc = _mm512_setzero_ps();
+    for g0 in (0..p.groups).step_by(UNITS) {
+        // Groups past the last one repeat it; their results are dropped.
+        let groups: [Group; UNITS] = std::array::from_fn(|k| Group::new(p, (g0 + k).min(p.groups - 1)));
+        let units = std::array::from_fn(|k| (&groups[k], &keys));
+        let (leaves, ties) = if p.exact { walk::<false>(p, units) } else { walk::<true>(p, units) };
+        // Groups are added in order, as the canonical summation asks.
+        for (k, (mut v, tie)) in leaves.into_iter().zip(ties).enumerate().take(p.groups - g0) {
+            if tie != 0 {
+                v = exact_lanes(trees, g0 + k, tie, row, v);
+            }
+            acc = _mm512_add_ps(acc, v);
+        }
+    }
+    let mut out = [0f32; GROUP];
+    // SAFETY: `out` is 16 f32s.
+    unsafe { _mm512_storeu_ps(out.as_mut_ptr(), acc) };
+    out
+}
+
+/// One group of trees: its top levels in registers and where its deeper levels live.
+struct Group {
+    top: [__m512i; TOP_NODES],
+    nodes: *const i32,
+    leaves: *const f32,
+}
+
+impl Group {
+    #[target_feature(enable = "avx512f")]
+    fn new(p: &Packed, g: usize) -> Group {
+        // SAFETY: `top` holds TOP_NODES × GROUP words per group, and `nodes` and `leaves`
+        // GROUP << depth entries per group; g < p.groups.
+        unsafe {
+            Group {
+                top: std::array::from_fn(|i| {
+                    _mm512_loadu_si512(p.top.as_ptr().add((g * TOP_NODES + i) * GROUP).cast())
+                }),
+                nodes: p.nodes.as_ptr().add((g * GROUP) << p.depth).cast(),
+                leaves: p.leaves.as_ptr().add((g * GROUP) << p.depth),
+            }
+        }
+    }
+}
+
+/// Walks each unit (a group of trees and a row's keys) to its leaves: their path lengths
+/// and, with `TIES`, the lanes where a value's truncated key tied with a threshold's (those
+/// lanes must be walked again exactly). Without `TIES` the forest's thresholds are all
+/// snapped, and the truncated comparison is exact.
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn walk<const TIES: bool>(p: &Packed, units: [(&Group, &RowKeys); UNITS]) -> ([__m512; UNITS], [u16; UNITS]) {
+    let depth = p.depth;
+    let lanes = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
+    let lane_base = _mm512_sllv_epi32(lanes, _mm512_set1_epi32(depth as i32));
+    let leaf_base = _mm512_sub_epi32(lane_base, _mm512_set1_epi32((1 << depth) - 1));
+    let one = _mm512_set1_epi32(1);
+    let high = _mm512_set1_epi32(!FEATURE_MASK as i32);
+    // SAFETY: RowKeys is 32 u32s, two 64-byte vectors.
+    let lo: [__m512i; UNITS] =
+        std::array::from_fn(|k| unsafe { _mm512_loadu_si512(units[k].1.as_ptr().cast()) });
+    let hi: [__m512i; UNITS] =
+        std::array::from_fn(|k| unsafe { _mm512_loadu_si512(units[k].1.as_ptr().add(16).cast()) });
+    let mut ties = [0u16; UNITS];
+    // One step at node words `n`: the lanes going right (and, with TIES, ties noted).
+    let step = |k: usize, n: __m512i, ties: &mut [u16; UNITS]| {
+        let x = _mm512_permutex2var_epi32(lo[k], n, hi[k]);
+        if TIES {
+            ties[k] |= _mm512_cmpeq_epi32_mask(x, _mm512_and_si512(n, high));
+        }
+        // `x` has zero low bits, so x > n exactly when x's high bits exceed n's.
+        _mm512_cmpgt_epu32_mask(x, n)
+    };
+    let mut idx = [_mm512_setzero_si512(); UNITS];
+    for k in 0..UNITS {
+        let t = &units[k].0.top;
+        let g0 = step(k, t[0], &mut ties);
+        let g1 = step(k, _mm512_mask_blend_epi32(g0, t[1], t[2]), &mut ties);
+        let a = _mm512_mask_blend_epi32(g1, t[3], t[4]);
+        let b = _mm512_mask_blend_epi32(g1, t[5], t[6]);
+        let g2 = step(k, _mm512_mask_blend_epi32(g0, a, b), &mut ties);
+        let c0 = _mm512_mask_blend_epi32(g2, t[7], t[8]);
+        let c1 = _mm512_mask_blend_epi32(g2, t[9], t[10]);
+        let c2 = _mm512_mask_blend_epi32(g2, t[11], t[12]);
+        let c3 = _mm512_mask_blend_epi32(g2, t[13], t[14]);
+        let d0 = _mm512_mask_blend_epi32(g1, c0, c1);
+        let d1 = _mm512_mask_blend_epi32(g1, c2, c3);
+        let g3 = step(k, _mm512_mask_blend_epi32(g0, d0, d1), &mut ties);
+        // Heap index at level 4: 15 + the four turns as bits, the root's turn highest.
+        let mut i = _mm512_set1_epi32(TOP_NODES as i32);
+        i = _mm512_mask_add_epi32(i, g0, i, _mm512_set1_epi32(8));
+        i = _mm512_mask_add_epi32(i, g1, i, _mm512_set1_epi32(4));
+        i = _mm512_mask_add_epi32(i, g2, i, _mm512_set1_epi32(2));
+        idx[k] = _mm512_mask_add_epi32(i, g3, i, one);
+    }
+    for _ in TOP_LEVELS..depth {
+        for k in 0..UNITS {
+            // SAFETY: a lane's base plus a heap index < 2^depth stays inside its group.
+            let n =
+                unsafe { _mm512_i32gather_epi32::<4>(_mm512_add_epi32(idx[k], lane_base), units[k].0.nodes) };
+            let right = step(k, n, &mut ties);
+            let left = _mm512_add_epi32(_mm512_add_epi32(idx[k], idx[k]), one);
+            idx[k] = _mm512_mask_add_epi32(left, right, left, one);
+        }
+    }
+    // SAFETY: after `depth` steps a heap index lies in [2^depth − 1, 2^(depth+1) − 1): a
+    // leaf offset below 2^depth plus the lane's base.
+    let leaves = std::array::from_fn(|k| unsafe {
+        _mm512_i32gather_ps::<4>(_mm512_add_epi32(idx[k], leaf_base), units[k].0.leaves)
+    });
+    (leaves, ties)
+}
+
+/// `v` with the lanes in `ties` (trees of group `g`) replaced by exact walks of `row`.
+#[cold]
+#[target_feature(enable = "avx512f")]
+fn exact_lanes(trees: &Trees, g: usize, ties: u16, row: &[f32], v: __m512) -> __m512 {
+    let mut vals = [0f32; GROUP];
+    // SAFETY: `vals` is 16 f32s.
+    unsafe { _mm512_storeu_ps(vals.as_mut_ptr(), v) };
+    for (lane, val) in vals.iter_mut().enumerate() {
+        let t = g * GROUP + lane;
+        if ties & (1 << lane) != 0 && t < trees.n_trees() {
+            *val = exact_leaf(trees, t, row);
+        }
+    }
+    // SAFETY: as above.
+    unsafe { _mm512_loadu_ps(vals.as_ptr()) }
+}
