@@ -2,7 +2,8 @@
 // lives as long as the tab), one key prompt shared by every request that hit 401, and
 // problem+json errors turned into Error objects that say what went wrong.
 
-import { KEY_STORAGE as KEY, apiHeaders, takeEarly } from './early.js';
+/** What the shell's inline boot script (boot.js) set up before any module loaded. */
+export const { KEY_STORAGE, OVERVIEW_REQUESTS, apiHeaders, takeEarly } = globalThis.anomalydBoot;
 
 let keyPrompt = null;
 
@@ -17,11 +18,11 @@ export class ApiError extends Error {
 }
 
 export function storedKey() {
-  return sessionStorage.getItem(KEY);
+  return sessionStorage.getItem(KEY_STORAGE);
 }
 
 export function forgetKey() {
-  sessionStorage.removeItem(KEY);
+  sessionStorage.removeItem(KEY_STORAGE);
 }
 
 /** Asks for a key once for all waiting requests; resolves when one was entered. */
@@ -38,7 +39,7 @@ function askKey(message) {
       ev.preventDefault();
       const key = input.value.trim();
       if (!key) return;
-      sessionStorage.setItem(KEY, key);
+      sessionStorage.setItem(KEY_STORAGE, key);
       input.value = '';
       form.removeEventListener('submit', done);
       dialog.close();
@@ -61,7 +62,7 @@ export async function api(path, { method = 'GET', body, signal } = {}) {
     const key = storedKey();
     const headers = apiHeaders();
     if (body !== undefined) headers['Content-Type'] = 'application/json';
-    // The overview's first requests may already be on their way (early.js).
+    // The overview's first requests may already be on their way (boot.js).
     const early = attempt === 0 && method === 'GET' && body === undefined ? await takeEarly(path) : null;
     let res = early;
     if (!res) {

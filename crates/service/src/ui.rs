@@ -7,6 +7,11 @@
 //! names the version) is revalidated on every load. Modules import each other by relative
 //! path, so they all resolve under the same version. Every answer carries an `ETag`.
 //!
+//! The shell carries two files inline: `boot.js`, which sends the overview's data requests
+//! while the page is still being parsed, and `style.css`, so no stylesheet request holds
+//! back the first paint. The page's Content-Security-Policy allows exactly those two inline
+//! blocks by their SHA-256 hashes and nothing else inline.
+//!
 //! Routing is by URL fragment (`/#/anomalies/42`): the server only ever serves the shell.
 
 use std::sync::LazyLock;
@@ -23,9 +28,21 @@ use crate::error::ApiError;
 /// Where the dashboard's assets are served (followed by `/<version>/<file>`).
 pub const ASSET_PREFIX: &str = "/ui";
 
-/// Scripts only from our own files (no inline script anywhere), data only from our own API.
-const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
-    connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+/// Scripts and styles only from our own files and the shell's two inline blocks (named by
+/// hash), data only from our own API.
+fn content_security_policy(boot_hash: &str, style_hash: &str) -> String {
+    format!(
+        "default-src 'self'; script-src 'self' '{boot_hash}'; style-src 'self' '{style_hash}'; \
+         img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; \
+         frame-ancestors 'none'"
+    )
+}
+
+/// The CSP source expression of an inline block: `sha256-` and the base64 of its digest.
+fn csp_hash(text: &str) -> String {
+    use base64::Engine as _;
+    format!("sha256-{}", base64::engine::general_purpose::STANDARD.encode(Sha256::digest(text.as_bytes())))
+}
 
 /// An embedded file.
 struct Asset {
@@ -49,7 +66,6 @@ const JS: &str = "text/javascript; charset=utf-8";
 /// Every file of the dashboard but the shell.
 const ASSETS: &[Asset] = assets! {
     "app.js" => JS,
-    "early.js" => JS,
     "api.js" => JS,
     "charts.js" => JS,
     "dom.js" => JS,
@@ -59,19 +75,24 @@ const ASSETS: &[Asset] = assets! {
     "pages/incident.js" => JS,
     "pages/device.js" => JS,
     "pages/models.js" => JS,
-    "style.css" => "text/css; charset=utf-8",
     "favicon.svg" => "image/svg+xml",
 };
 
-/// The shell; `{{v}}` stands for the asset version.
+/// The shell; `{{v}}` stands for the asset version, `{{boot}}` and `{{style}}` for the
+/// inlined files.
 const INDEX: &str = include_str!("../assets/index.html");
+/// Inlined into the shell as a classic script.
+const BOOT: &str = include_str!("../assets/boot.js");
+/// Inlined into the shell as its stylesheet.
+const STYLE: &str = include_str!("../assets/style.css");
 
-/// Version, shell and entity tags, computed once.
+/// Version, shell, entity tags and the CSP naming the shell's inline blocks, computed once.
 struct Build {
     version: String,
     index: String,
     index_etag: String,
     etags: Vec<String>,
+    csp: HeaderValue,
 }
 
 fn etag(bytes: &[u8]) -> String {
@@ -85,18 +106,24 @@ fn hex(bytes: &[u8]) -> String {
 
 static BUILD: LazyLock<Build> = LazyLock::new(|| {
     let mut all = Sha256::new();
-    all.update(INDEX.as_bytes());
+    for text in [INDEX, BOOT, STYLE] {
+        all.update(text.as_bytes());
+    }
     for a in ASSETS {
         all.update(a.path.as_bytes());
         all.update(a.body);
     }
     let version = hex(&all.finalize()[..6]);
-    let index = INDEX.replace("{{v}}", &version);
+    // The inlined files are plain text and never contain `</script>` or `</style>` (a test
+    // checks); `{{v}}` is replaced last, so only the shell's own placeholders change.
+    let index = INDEX.replace("{{boot}}", BOOT).replace("{{style}}", STYLE).replace("{{v}}", &version);
+    let csp = content_security_policy(&csp_hash(BOOT), &csp_hash(STYLE));
     Build {
         index_etag: etag(index.as_bytes()),
         etags: ASSETS.iter().map(|a| etag(a.body)).collect(),
         index,
         version,
+        csp: HeaderValue::from_str(&csp).expect("the CSP is ASCII"),
     }
 });
 
@@ -143,7 +170,7 @@ fn answer(
     if let Ok(tag) = HeaderValue::from_str(tag) {
         h.insert(header::ETAG, tag);
     }
-    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
+    h.insert(header::CONTENT_SECURITY_POLICY, BUILD.csp.clone());
     res
 }
 
@@ -169,9 +196,32 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_shell_inlines_boot_and_style_and_the_csp_allows_exactly_them() {
+        let b = &*BUILD;
+        for placeholder in ["{{v}}", "{{boot}}", "{{style}}"] {
+            assert!(!b.index.contains(placeholder), "{placeholder} left in the shell");
+        }
+        // Cut the inline blocks out of the served shell and hash them independently of
+        // `csp_hash`: the browser allows a block only if its hash is in the policy.
+        let csp = b.csp.to_str().unwrap();
+        for (open, close, directive) in [("<script>", "</script>", "script-src"), ("<style>", "</style>", "style-src")] {
+            let blocks: Vec<&str> = b.index.split(open).skip(1).map(|rest| rest.split(close).next().unwrap()).collect();
+            assert_eq!(blocks.len(), 1, "one inline {open} block");
+            let digest = Sha256::digest(blocks[0].as_bytes());
+            let b64 = {
+                use base64::Engine as _;
+                base64::engine::general_purpose::STANDARD.encode(digest)
+            };
+            let allowed = csp.split(';').find(|d| d.trim().starts_with(directive)).unwrap();
+            assert!(allowed.contains(&format!("'sha256-{b64}'")), "{directive} does not allow the inline block: {allowed}");
+            assert!(!allowed.contains("unsafe-inline"));
+        }
+        assert!(BOOT.contains("globalThis.anomalydBoot") && STYLE.contains("body"));
+    }
+
+    #[test]
     fn the_shell_names_the_current_version_and_every_script_exists() {
         let b = &*BUILD;
-        assert!(!b.index.contains("{{v}}"));
         assert!(b.index.contains(&format!("{ASSET_PREFIX}/{}/app.js", b.version)));
         // Every relative import of every module names an embedded file.
         for a in ASSETS.iter().filter(|a| a.content_type == JS) {

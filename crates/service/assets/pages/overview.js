@@ -2,8 +2,7 @@
 // latest anomalies, refreshed every few seconds. Every panel has a fixed height that the
 // skeletons fill while loading, so nothing shifts when the data arrives.
 
-import { api, qs } from '../api.js';
-import { OVERVIEW_REQUESTS } from '../early.js';
+import { OVERVIEW_REQUESTS, api, qs } from '../api.js';
 import { countChart, responsive } from '../charts.js';
 import { ago, emptyState, fill, fmtInt, fmtNum, h, severityBadge, skeleton } from '../dom.js';
 
