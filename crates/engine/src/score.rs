@@ -59,11 +59,11 @@ pub(crate) const LANES: usize = 16;
 pub(crate) fn path_sums_block(trees: &Trees, rows: &[f32], d: usize, out: &mut [f32]) {
     let nb = rows.len() / d;
     debug_assert!(nb <= BLOCK && out.len() == nb);
-    if rows.iter().any(|v| v.is_nan()) {
-        return path_sums_block_nan(trees, rows, d, out);
-    }
     #[cfg(target_arch = "x86_64")]
     if let Some(p) = vector_kernel(trees, d) {
+        if rows.iter().any(|v| v.is_nan()) {
+            return path_sums_block_mixed(p, trees, rows, d, out);
+        }
         let mut sums = [[0f32; GROUP]; BLOCK];
         // SAFETY: `vector_kernel` checked AVX-512F and the width; `p` is `trees` packed.
         unsafe { avx512::lane_sums(p, trees, rows, d, &mut sums[..nb]) };
@@ -72,7 +72,36 @@ pub(crate) fn path_sums_block(trees: &Trees, rows: &[f32], d: usize, out: &mut [
         }
         return;
     }
+    if rows.iter().any(|v| v.is_nan()) {
+        return path_sums_block_nan(trees, rows, d, out);
+    }
     path_sums_block_scalar(trees, rows, d, out);
+}
+
+/// A block where some rows miss values: those take the NaN-aware kernel one by one, the
+/// others the vector kernel together (both add in the canonical order, so the bits are
+/// those of any other path).
+#[cfg(target_arch = "x86_64")]
+fn path_sums_block_mixed(p: &Packed, trees: &Trees, rows: &[f32], d: usize, out: &mut [f32]) {
+    let mut complete = Vec::with_capacity(rows.len());
+    let mut at = Vec::with_capacity(out.len());
+    for (r, (row, o)) in rows.chunks(d).zip(out.iter_mut()).enumerate() {
+        if row.iter().any(|v| v.is_nan()) {
+            path_sums_block_nan(trees, row, d, std::slice::from_mut(o));
+        } else {
+            complete.extend_from_slice(row);
+            at.push(r);
+        }
+    }
+    if at.is_empty() {
+        return;
+    }
+    let mut sums = [[0f32; GROUP]; BLOCK];
+    // SAFETY: the caller got `p` from `vector_kernel`, which checked AVX-512F and the width.
+    unsafe { avx512::lane_sums(p, trees, &complete, d, &mut sums[..at.len()]) };
+    for (&r, s) in at.iter().zip(&sums) {
+        out[r] = reduce(s);
+    }
 }
 
 /// [`path_sums_block`] without the vector kernel (rows without NaN).
@@ -262,6 +291,12 @@ mod tests {
                 rows.extend(row);
             }
         }
+        // Rows missing a value, scattered so that blocks mix them with complete rows.
+        for r in (0..data.n_rows()).step_by(9) {
+            let mut row = data.row(r).to_vec();
+            row[r % data.n_cols()] = f32::NAN;
+            rows.extend(row);
+        }
         rows
     }
 
@@ -271,7 +306,14 @@ mod tests {
             if vector {
                 path_sums_block(trees, block, d, o);
             } else {
-                path_sums_block_scalar(trees, block, d, o);
+                for (row, o) in block.chunks(d).zip(o.iter_mut()) {
+                    let one = std::slice::from_mut(o);
+                    if row.iter().any(|v| v.is_nan()) {
+                        path_sums_block_nan(trees, row, d, one);
+                    } else {
+                        path_sums_block_scalar(trees, row, d, one);
+                    }
+                }
             }
         }
         out

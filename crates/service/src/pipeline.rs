@@ -410,6 +410,8 @@ impl Worker {
         let mut waiting = Vec::with_capacity(jobs.len());
         let mut pending: Vec<Pending> = Vec::new();
         let now = Instant::now();
+        // Feature rows of one sample; reused, as most samples yield one row or none.
+        let mut rows = Vec::new();
         for (r, job) in jobs.into_iter().enumerate() {
             let mut reply = IngestReply::default();
             batch.requests.push(job.samples.len());
@@ -422,11 +424,10 @@ impl Worker {
                     last_push: now,
                 });
                 slot.last_push = now;
-                let mut rows = Vec::new();
                 if let Err(reason) = slot.state.push(&active.bundle.config, s, &mut rows) {
                     reply.refused.push((i, reason.to_string()));
                 }
-                for row in rows {
+                for row in rows.drain(..) {
                     slot.seen += 1;
                     pending.push(Pending {
                         row,
@@ -531,25 +532,22 @@ async fn write_loop(
     }
 }
 
-/// A sample as stored: metrics written straight to JSON text (no intermediate map).
+/// A sample as stored: metrics written straight to JSON text (no intermediate map, and no
+/// allocation per metric).
 fn telemetry_row(s: &Sample) -> TelemetryRow {
-    let mut metrics = String::with_capacity(16 * s.values.len() + 2);
-    metrics.push('{');
-    let mut first = true;
-    for (name, v) in s.metrics() {
-        if !v.is_finite() {
-            continue;
+    let mut metrics: Vec<u8> = Vec::with_capacity(16 * s.values.len() + 2);
+    metrics.push(b'{');
+    for (name, v) in s.metrics().filter(|(_, v)| v.is_finite()) {
+        if metrics.len() > 1 {
+            metrics.push(b',');
         }
-        if !first {
-            metrics.push(',');
-        }
-        first = false;
-        // Names came from JSON keys; re-escaping them is what serde_json does for a string.
-        metrics.push_str(&serde_json::to_string(name).unwrap_or_default());
-        metrics.push(':');
-        metrics.push_str(&serde_json::Number::from_f64(v).map_or_else(|| "null".into(), |n| n.to_string()));
+        // Names came from JSON keys; serde_json escapes them as it escapes any string, and
+        // writes a finite f64 as a JSON number. Writing into a Vec cannot fail.
+        serde_json::to_writer(&mut metrics, name).expect("writing to a Vec");
+        metrics.push(b':');
+        serde_json::to_writer(&mut metrics, &v).expect("writing to a Vec");
     }
-    metrics.push('}');
+    metrics.push(b'}');
     TelemetryRow {
         device_id: s.device_id.to_string(),
         ts: s.ts.0,
@@ -559,7 +557,7 @@ fn telemetry_row(s: &Sample) -> TelemetryRow {
         } else {
             serde_json::to_string(&*s.labels).unwrap_or_default()
         },
-        metrics,
+        metrics: String::from_utf8(metrics).expect("serde_json writes UTF-8"),
     }
 }
 
@@ -584,15 +582,26 @@ fn score_pending(
         let mut current = shared.current.write().expect("features lock");
         let mut done: std::collections::HashSet<&Arc<str>> = std::collections::HashSet::new();
         for row in rows.iter().rev() {
-            if done.insert(&row.device_id) {
-                current.insert(
-                    row.device_id.clone(),
-                    CurrentFeatures {
-                        ts: row.ts.0,
-                        values: row.values.clone(),
-                        version: active.version.clone(),
-                    },
-                );
+            if !done.insert(&row.device_id) {
+                continue;
+            }
+            // Updated in place: a known device's vector is reused, not reallocated.
+            match current.get_mut(&row.device_id) {
+                Some(c) => {
+                    c.ts = row.ts.0;
+                    c.values.clone_from(&row.values);
+                    c.version.clone_from(&active.version);
+                }
+                None => {
+                    current.insert(
+                        row.device_id.clone(),
+                        CurrentFeatures {
+                            ts: row.ts.0,
+                            values: row.values.clone(),
+                            version: active.version.clone(),
+                        },
+                    );
+                }
             }
         }
     }

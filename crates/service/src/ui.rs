@@ -204,8 +204,11 @@ mod tests {
         // Cut the inline blocks out of the served shell and hash them independently of
         // `csp_hash`: the browser allows a block only if its hash is in the policy.
         let csp = b.csp.to_str().unwrap();
-        for (open, close, directive) in [("<script>", "</script>", "script-src"), ("<style>", "</style>", "style-src")] {
-            let blocks: Vec<&str> = b.index.split(open).skip(1).map(|rest| rest.split(close).next().unwrap()).collect();
+        for (open, close, directive) in
+            [("<script>", "</script>", "script-src"), ("<style>", "</style>", "style-src")]
+        {
+            let blocks: Vec<&str> =
+                b.index.split(open).skip(1).map(|rest| rest.split(close).next().unwrap()).collect();
             assert_eq!(blocks.len(), 1, "one inline {open} block");
             let digest = Sha256::digest(blocks[0].as_bytes());
             let b64 = {
@@ -213,7 +216,10 @@ mod tests {
                 base64::engine::general_purpose::STANDARD.encode(digest)
             };
             let allowed = csp.split(';').find(|d| d.trim().starts_with(directive)).unwrap();
-            assert!(allowed.contains(&format!("'sha256-{b64}'")), "{directive} does not allow the inline block: {allowed}");
+            assert!(
+                allowed.contains(&format!("'sha256-{b64}'")),
+                "{directive} does not allow the inline block: {allowed}"
+            );
             assert!(!allowed.contains("unsafe-inline"));
         }
         assert!(BOOT.contains("globalThis.anomalydBoot") && STYLE.contains("body"));

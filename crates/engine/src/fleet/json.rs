@@ -19,6 +19,9 @@ pub struct Interner {
     strings: HashMap<String, Arc<str>>,
     labels: HashMap<Arc<str>, Labels>,
     layouts: HashMap<Vec<String>, MetricLayout>,
+    /// The layout handed out last: consecutive samples nearly always share one, and
+    /// comparing names against it needs no allocation.
+    last_layout: Option<MetricLayout>,
 }
 
 impl Interner {
@@ -34,13 +37,21 @@ impl Interner {
 
     /// The shared layout for these metric names (validated the first time they are seen).
     pub fn layout(&mut self, names: &[&str]) -> Result<MetricLayout, String> {
+        if let Some(l) = &self.last_layout
+            && l.names().len() == names.len()
+            && l.names().iter().zip(names).all(|(a, b)| **a == **b)
+        {
+            return Ok(l.clone());
+        }
         let key: Vec<String> = names.iter().map(|s| s.to_string()).collect();
         if let Some(l) = self.layouts.get(&key) {
+            self.last_layout = Some(l.clone());
             return Ok(l.clone());
         }
         let layout =
             MetricLayout::new(names.iter().map(|n| self.string(n)).collect()).map_err(|e| e.to_string())?;
         self.layouts.insert(key, layout.clone());
+        self.last_layout = Some(layout.clone());
         Ok(layout)
     }
 
