@@ -198,7 +198,20 @@ impl Pipeline {
             states_of: None,
             outbox,
         };
-        tokio::spawn(worker.run(rx));
+        // Features and scoring are CPU work in ~10 ms slices: on their own thread they never
+        // hold up the runtime's workers, which parse the next requests meanwhile. The writer
+        // stays on the runtime (SQLite has its own thread and the task mostly waits on it).
+        let runtime = tokio::runtime::Handle::current();
+        std::thread::Builder::new()
+            .name("anomalyd-pipeline".into())
+            .spawn(move || {
+                let local = tokio::runtime::Builder::new_current_thread()
+                    .enable_time()
+                    .build()
+                    .expect("a current-thread runtime for the pipeline");
+                local.block_on(worker.run(rx, runtime));
+            })
+            .expect("spawning the pipeline thread");
         Self { shared, queue, permits: Arc::new(Semaphore::new(settings.queue_samples)), settings }
     }
 
@@ -334,10 +347,10 @@ impl Worker {
     /// task commits the previous ones (SQLite runs on its own thread), so CPU and disk
     /// overlap. Memory stays bounded by the queue's permits, which a request holds until it
     /// is answered.
-    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Msg>) {
+    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Msg>, runtime: tokio::runtime::Handle) {
         let (to_writer, writer_rx) = mpsc::channel::<WriteJob>(WRITE_QUEUE);
         let writer =
-            tokio::spawn(write_loop(self.store.clone(), self.shared.clone(), self.outbox.clone(), writer_rx));
+            runtime.spawn(write_loop(self.store.clone(), self.shared.clone(), self.outbox.clone(), writer_rx));
         let mut tick = tokio::time::interval(self.settings.flush_after.max(Duration::from_millis(50)) / 2);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut drained: Vec<oneshot::Sender<()>> = Vec::new();
