@@ -349,8 +349,12 @@ impl Worker {
     /// is answered.
     async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Msg>, runtime: tokio::runtime::Handle) {
         let (to_writer, writer_rx) = mpsc::channel::<WriteJob>(WRITE_QUEUE);
-        let writer =
-            runtime.spawn(write_loop(self.store.clone(), self.shared.clone(), self.outbox.clone(), writer_rx));
+        let writer = runtime.spawn(write_loop(
+            self.store.clone(),
+            self.shared.clone(),
+            self.outbox.clone(),
+            writer_rx,
+        ));
         let mut tick = tokio::time::interval(self.settings.flush_after.max(Duration::from_millis(50)) / 2);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut drained: Vec<oneshot::Sender<()>> = Vec::new();
