@@ -31,6 +31,7 @@ import os
 import re
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -230,12 +231,15 @@ def main():
             log(f"load: GET {path}")
             results[name] = wrk(base + path, read_secs, 1, "read", work)
         log("load: ingest, unique 1000-sample batches, 4 connections")
-        # Sample times after the seeded range and after any earlier run on the same database
-        # (the wall clock), so every sample is new and none is counted as a duplicate.
-        start = int(time.time() // 3600 * 3600 * 1000)
+        # Sample times after everything stored (the seeded range and any earlier run on the
+        # same database, even one earlier in the same hour), so every sample is new and none
+        # is counted as a duplicate.
+        start = max(int(time.time() // 3600 * 3600 * 1000), latest_sample_ms(db) + 3_600_000)
         out = cli("bench-api", "ingest", "--url", base, "--batch", "1000", "--connections", "4",
                   "--seconds", str(secs), "--devices", str(ingest_devices), "--start", str(start))
         results["ingest"] = json.loads(out)
+        if results["ingest"]["samples_acknowledged"] == 0:
+            raise SystemExit(f"load: the ingest run stored no sample (all duplicates?): {out}")
         time.sleep(0.5)
         results["rss_bytes"] = rss_bytes(server.pid)
     finally:
@@ -259,6 +263,18 @@ def main():
             "np.save(sys.argv[3],X)\n"), ",".join(names), os.path.join(work, "body.json"), rows_path], check=True)
         results["anchor_score"] = run_anchor(a.anchor_python, body, work, secs, 16, rows_path, names)
     report(results, a, anomalies, devices, ingest_devices)
+
+
+def latest_sample_ms(db):
+    """The newest telemetry time in the database (0 when empty); read-only, before the run."""
+    path = os.path.join(db, "anomalyd.db")
+    if not os.path.exists(path):
+        return 0
+    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        return con.execute("SELECT COALESCE(MAX(ts), 0) FROM telemetry").fetchone()[0]
+    finally:
+        con.close()
 
 
 def report(r, a, anomalies, devices, ingest_devices):
