@@ -348,6 +348,18 @@ mod tests {
             let rows = rows_with_ties(&data, &trees);
             let vector = sums(&trees, &rows, d, true);
             let scalar = sums(&trees, &rows, d, false);
+            // The 16-row scalar block kernel, over the complete rows in full blocks, too.
+            let complete: Vec<usize> =
+                (0..scalar.len()).filter(|&r| rows[r * d..(r + 1) * d].iter().all(|v| !v.is_nan())).collect();
+            for block in complete.chunks(BLOCK) {
+                let block_rows: Vec<f32> =
+                    block.iter().flat_map(|&r| rows[r * d..(r + 1) * d].iter().copied()).collect();
+                let mut out = vec![0f32; block.len()];
+                path_sums_block_scalar(&trees, &block_rows, d, &mut out);
+                for (&r, o) in block.iter().zip(&out) {
+                    assert_eq!(o.to_bits(), scalar[r].to_bits(), "row {r} in a scalar block");
+                }
+            }
             for (r, (v, s)) in vector.iter().zip(&scalar).enumerate() {
                 assert_eq!(v.to_bits(), s.to_bits(), "row {r}, snapped {snapped}");
                 // One row alone takes the single-row path, and must agree too.
