@@ -25,6 +25,11 @@ function append(el, children) {
   }
 }
 
+/** A titled page section: `<section class="panel panel-{id}">` labelled by its `<h2 id="h-{id}">`. */
+export function panel(id, title, ...body) {
+  return h('section', { class: `panel panel-${id}`, 'aria-labelledby': `h-${id}` }, h('h2', { id: `h-${id}` }, title), ...body);
+}
+
 /** Replaces the children of `el`. */
 export function fill(el, ...children) {
   el.replaceChildren();

@@ -3,7 +3,7 @@
 
 import { api } from '../api.js';
 import { attributionChart, metricCharts, responsive } from '../charts.js';
-import { emptyState, fact, fill, fmtNum, fmtTime, h, severityBadge, skeleton, statusBadge } from '../dom.js';
+import { emptyState, fact, fill, fmtNum, fmtTime, h, panel, severityBadge, skeleton, statusBadge } from '../dom.js';
 
 export async function render(main, route, ctx) {
   const id = route.parts[1];
@@ -16,11 +16,11 @@ export async function render(main, route, ctx) {
     h('p', { class: 'crumbs' }, h('a', { href: '#/anomalies' }, '← Anomalies')),
     h('h1', { class: 'page-title' }, `Anomaly #${id}`),
     head,
-    h('section', { class: 'panel', 'aria-labelledby': 'h-attr' }, h('h2', { id: 'h-attr' }, 'Why it was flagged'), attribution),
-    h('section', { class: 'panel', 'aria-labelledby': 'h-hist' }, h('h2', { id: 'h-hist' }, 'Metrics around it'), history),
+    panel('attr', 'Why it was flagged', attribution),
+    panel('hist', 'Metrics around it', history),
     h('div', { class: 'grid-2' },
-      h('section', { class: 'panel', 'aria-labelledby': 'h-feat' }, h('h2', { id: 'h-feat' }, 'Feature values'), features),
-      h('section', { class: 'panel', 'aria-labelledby': 'h-trouble' }, h('h2', { id: 'h-trouble' }, 'Troubleshooting'), troubleshoot)));
+      panel('feat', 'Feature values', features),
+      panel('trouble', 'Troubleshooting', troubleshoot)));
 
   let a;
   try {

@@ -2,7 +2,7 @@
 // latest samples, and its latest anomalies; `#/devices` lists the fleet.
 
 import { api, qs } from '../api.js';
-import { emptyState, fill, fmtNum, fmtTime, go, h, severityBadge, skeleton, statusBadge } from '../dom.js';
+import { emptyState, fill, fmtNum, fmtTime, go, h, panel, severityBadge, skeleton, statusBadge } from '../dom.js';
 import { drawHistory } from './anomaly.js';
 
 export async function render(main, route, ctx) {
@@ -16,10 +16,10 @@ export async function render(main, route, ctx) {
     h('p', { class: 'crumbs' }, h('a', { href: '#/devices' }, '← Devices')),
     h('h1', { class: 'page-title' }, `Device ${id}`),
     head,
-    h('section', { class: 'panel', 'aria-labelledby': 'h-hist' }, h('h2', { id: 'h-hist' }, 'Metric history'), history),
+    panel('hist', 'Metric history', history),
     h('div', { class: 'grid-2' },
-      h('section', { class: 'panel', 'aria-labelledby': 'h-an' }, h('h2', { id: 'h-an' }, 'Latest anomalies'), anomalies),
-      h('section', { class: 'panel', 'aria-labelledby': 'h-feat' }, h('h2', { id: 'h-feat' }, 'Current features'), features)));
+      panel('an', 'Latest anomalies', anomalies),
+      panel('feat', 'Current features', features)));
   let lastSeen = null;
   const load = async () => {
     let d;

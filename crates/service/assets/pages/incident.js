@@ -5,7 +5,7 @@
 
 import { api } from '../api.js';
 import { attributionChart, metricCharts, responsive } from '../charts.js';
-import { emptyState, fact, fill, fmtInt, fmtNum, fmtTime, h, severityBadge, skeleton, statusBadge } from '../dom.js';
+import { emptyState, fact, fill, fmtInt, fmtNum, fmtTime, h, panel, severityBadge, skeleton, statusBadge } from '../dom.js';
 
 const VERBS = { acknowledged: 'Acknowledge', resolved: 'Resolve', open: 'Reopen' };
 
@@ -19,9 +19,9 @@ export async function render(main, route, ctx) {
     h('p', { class: 'crumbs' }, h('a', { href: '#/' }, '← Overview')),
     h('h1', { class: 'page-title' }, `Incident #${id}`),
     head,
-    h('section', { class: 'panel', 'aria-labelledby': 'h-attr' }, h('h2', { id: 'h-attr' }, 'Why it opened'), attribution),
-    h('section', { class: 'panel', 'aria-labelledby': 'h-ev' }, h('h2', { id: 'h-ev' }, 'Samples before it opened'), evidence),
-    h('section', { class: 'panel', 'aria-labelledby': 'h-members' }, h('h2', { id: 'h-members' }, 'Its anomalies'), members));
+    panel('attr', 'Why it opened', attribution),
+    panel('ev', 'Samples before it opened', evidence),
+    panel('members', 'Its anomalies', members));
 
   let inc;
   try {

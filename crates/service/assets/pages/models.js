@@ -2,7 +2,7 @@
 // training from stored telemetry with its progress.
 
 import { api } from '../api.js';
-import { emptyState, fill, fmtInt, fmtNum, fmtTime, h, skeleton } from '../dom.js';
+import { emptyState, fill, fmtInt, fmtNum, fmtTime, h, panel, skeleton } from '../dom.js';
 
 export async function render(main, _route, ctx) {
   const table = h('div', { class: 'table-wrap' }, skeleton('fill'));
@@ -27,8 +27,8 @@ export async function render(main, _route, ctx) {
     }
   });
   fill(main, h('h1', { class: 'page-title' }, 'Models'),
-    h('section', { class: 'panel', 'aria-labelledby': 'h-models' }, h('h2', { id: 'h-models' }, 'Stored models'), table),
-    h('section', { class: 'panel', 'aria-labelledby': 'h-train' }, h('h2', { id: 'h-train' }, 'Training'), form, msg, jobs));
+    panel('models', 'Stored models', table),
+    panel('train', 'Training', form, msg, jobs));
 
   let lastKey = '';
   const load = async () => {

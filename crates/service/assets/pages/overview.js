@@ -4,7 +4,7 @@
 
 import { OVERVIEW_REQUESTS, api, qs } from '../api.js';
 import { countChart, responsive } from '../charts.js';
-import { ago, emptyState, fill, fmtInt, fmtNum, h, severityBadge, skeleton } from '../dom.js';
+import { ago, emptyState, fill, fmtInt, fmtNum, h, panel, severityBadge, skeleton } from '../dom.js';
 
 const TILES = [
   ['total', 'Anomalies', (s) => fmtInt(s.anomalies.total)],
@@ -16,10 +16,6 @@ const TILES = [
 ];
 
 const NO_DATA = ['No anomalies yet — start ', h('code', {}, 'anomalyd demo'), ' or POST telemetry to ', h('code', {}, '/api/v1/telemetry'), '.'];
-
-function panel(id, title, body) {
-  return h('section', { class: `panel panel-${id}`, 'aria-labelledby': `h-${id}` }, h('h2', { id: `h-${id}` }, title), body);
-}
 
 export async function render(main, _route, ctx) {
   const tiles = h('div', { class: 'tiles' }, TILES.map(([id, label]) =>
