@@ -64,7 +64,8 @@ pub(crate) unsafe fn lane_sums(p: &Packed, trees: &Trees, rows: &[f32], d: usize
         let group = Group::new(p, g);
         for r0 in (0..padded).step_by(UNITS) {
             let units = std::array::from_fn(|k| (&group, &keys[r0 + k]));
-            let (leaves, ties) = if p.exact { walk::<false>(p, units) } else { walk::<true>(p, units) };
+            let (leaves, ties) =
+                if p.exact { walk::<false, UNITS>(p, units) } else { walk::<true, UNITS>(p, units) };
             for (k, (mut v, tie)) in leaves.into_iter().zip(ties).enumerate() {
                 let r = r0 + k;
                 if tie != 0 && r < nb {
@@ -80,7 +81,8 @@ pub(crate) unsafe fn lane_sums(p: &Packed, trees: &Trees, rows: &[f32], d: usize
     }
 }
 
-/// Lane sums of one row: [`UNITS`] groups of trees walked at once.
+/// Lane sums of one row: groups of trees walked [`UNITS`] at once, the last few in a smaller
+/// batch so that no walk is wasted on padding.
 ///
 /// # Safety
 /// As for [`lane_sums`].
@@ -88,23 +90,42 @@ pub(crate) unsafe fn lane_sums(p: &Packed, trees: &Trees, rows: &[f32], d: usize
 unsafe fn row_lane_sums(p: &Packed, trees: &Trees, row: &[f32]) -> LaneSums {
     let keys = row_keys(row);
     let mut acc = _mm512_setzero_ps();
-    for g0 in (0..p.groups).step_by(UNITS) {
-        // Groups past the last one repeat it; their results are dropped.
-        let groups: [Group; UNITS] = std::array::from_fn(|k| Group::new(p, (g0 + k).min(p.groups - 1)));
-        let units = std::array::from_fn(|k| (&groups[k], &keys));
-        let (leaves, ties) = if p.exact { walk::<false>(p, units) } else { walk::<true>(p, units) };
+    let mut g0 = 0;
+    while g0 < p.groups {
         // Groups are added in order, as the canonical summation asks.
-        for (k, (mut v, tie)) in leaves.into_iter().zip(ties).enumerate().take(p.groups - g0) {
-            if tie != 0 {
-                v = exact_lanes(trees, g0 + k, tie, row, v);
-            }
-            acc = _mm512_add_ps(acc, v);
-        }
+        g0 += match p.groups - g0 {
+            UNITS.. => row_batch::<UNITS>(p, trees, &keys, row, g0, &mut acc),
+            4.. => row_batch::<4>(p, trees, &keys, row, g0, &mut acc),
+            2.. => row_batch::<2>(p, trees, &keys, row, g0, &mut acc),
+            _ => row_batch::<1>(p, trees, &keys, row, g0, &mut acc),
+        };
     }
     let mut out = [0f32; GROUP];
     // SAFETY: `out` is 16 f32s.
     unsafe { _mm512_storeu_ps(out.as_mut_ptr(), acc) };
     out
+}
+
+/// Walks `row` through groups `g0..g0 + U` and adds their leaves to `acc`; returns `U`.
+#[target_feature(enable = "avx512f")]
+fn row_batch<const U: usize>(
+    p: &Packed,
+    trees: &Trees,
+    keys: &RowKeys,
+    row: &[f32],
+    g0: usize,
+    acc: &mut __m512,
+) -> usize {
+    let groups: [Group; U] = std::array::from_fn(|k| Group::new(p, g0 + k));
+    let units = std::array::from_fn(|k| (&groups[k], keys));
+    let (leaves, ties) = if p.exact { walk::<false, U>(p, units) } else { walk::<true, U>(p, units) };
+    for (k, (mut v, tie)) in leaves.into_iter().zip(ties).enumerate() {
+        if tie != 0 {
+            v = exact_lanes(trees, g0 + k, tie, row, v);
+        }
+        *acc = _mm512_add_ps(*acc, v);
+    }
+    U
 }
 
 /// One group of trees: its top levels in registers and where its deeper levels live.
@@ -137,7 +158,10 @@ impl Group {
 /// snapped, and the truncated comparison is exact.
 #[inline]
 #[target_feature(enable = "avx512f")]
-fn walk<const TIES: bool>(p: &Packed, units: [(&Group, &RowKeys); UNITS]) -> ([__m512; UNITS], [u16; UNITS]) {
+fn walk<const TIES: bool, const U: usize>(
+    p: &Packed,
+    units: [(&Group, &RowKeys); U],
+) -> ([__m512; U], [u16; U]) {
     let depth = p.depth;
     let lanes = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
     let lane_base = _mm512_sllv_epi32(lanes, _mm512_set1_epi32(depth as i32));
@@ -145,13 +169,12 @@ fn walk<const TIES: bool>(p: &Packed, units: [(&Group, &RowKeys); UNITS]) -> ([_
     let one = _mm512_set1_epi32(1);
     let high = _mm512_set1_epi32(!FEATURE_MASK as i32);
     // SAFETY: RowKeys is 32 u32s, two 64-byte vectors.
-    let lo: [__m512i; UNITS] =
-        std::array::from_fn(|k| unsafe { _mm512_loadu_si512(units[k].1.as_ptr().cast()) });
-    let hi: [__m512i; UNITS] =
+    let lo: [__m512i; U] = std::array::from_fn(|k| unsafe { _mm512_loadu_si512(units[k].1.as_ptr().cast()) });
+    let hi: [__m512i; U] =
         std::array::from_fn(|k| unsafe { _mm512_loadu_si512(units[k].1.as_ptr().add(16).cast()) });
-    let mut ties = [0u16; UNITS];
+    let mut ties = [0u16; U];
     // One step at node words `n`: the lanes going right (and, with TIES, ties noted).
-    let step = |k: usize, n: __m512i, ties: &mut [u16; UNITS]| {
+    let step = |k: usize, n: __m512i, ties: &mut [u16; U]| {
         let x = _mm512_permutex2var_epi32(lo[k], n, hi[k]);
         if TIES {
             ties[k] |= _mm512_cmpeq_epi32_mask(x, _mm512_and_si512(n, high));
@@ -159,8 +182,8 @@ fn walk<const TIES: bool>(p: &Packed, units: [(&Group, &RowKeys); UNITS]) -> ([_
         // `x` has zero low bits, so x > n exactly when x's high bits exceed n's.
         _mm512_cmpgt_epu32_mask(x, n)
     };
-    let mut idx = [_mm512_setzero_si512(); UNITS];
-    for k in 0..UNITS {
+    let mut idx = [_mm512_setzero_si512(); U];
+    for k in 0..U {
         let t = &units[k].0.top;
         let g0 = step(k, t[0], &mut ties);
         let g1 = step(k, _mm512_mask_blend_epi32(g0, t[1], t[2]), &mut ties);
@@ -182,7 +205,7 @@ fn walk<const TIES: bool>(p: &Packed, units: [(&Group, &RowKeys); UNITS]) -> ([_
         idx[k] = _mm512_mask_add_epi32(i, g3, i, one);
     }
     for _ in TOP_LEVELS..depth {
-        for k in 0..UNITS {
+        for k in 0..U {
             // SAFETY: a lane's base plus a heap index < 2^depth stays inside its group.
             let n =
                 unsafe { _mm512_i32gather_epi32::<4>(_mm512_add_epi32(idx[k], lane_base), units[k].0.nodes) };
