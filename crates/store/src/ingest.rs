@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 
 use crate::anomalies::{NewAnomaly, insert_anomaly};
+use crate::device_cache::{DeviceUpdate, KnownDevice};
 use crate::incidents::{DedupPolicy, attach_to_incident};
 use crate::webhooks::{OpenedIncident, enqueue_alerts};
 use crate::{Result, Store};
@@ -63,15 +64,7 @@ pub struct IngestOutcome {
     pub webhook_deliveries: u64,
 }
 
-/// A device's rows in a batch, merged into one upsert.
-struct DeviceUpdate<'a> {
-    id: &'a str,
-    cohort: Option<&'a str>,
-    labels: &'a str,
-    first: i64,
-    last: i64,
-}
-
+/// A batch's rows merged into one update per device.
 fn merge_devices(rows: &[TelemetryRow]) -> Vec<DeviceUpdate<'_>> {
     let mut index: HashMap<&str, usize> = HashMap::new();
     let mut out: Vec<DeviceUpdate<'_>> = Vec::new();
@@ -118,17 +111,22 @@ async fn insert_telemetry(conn: &mut SqliteConnection, rows: &[TelemetryRow]) ->
     Ok(inserted)
 }
 
-async fn upsert_devices(conn: &mut SqliteConnection, rows: &[TelemetryRow]) -> Result<()> {
-    let devices = merge_devices(rows);
-    for chunk in devices.chunks(ROWS_PER_STATEMENT / 2) {
+/// Upserts the devices of `updates` at `write`; returns the stored rows of those at `read_back`.
+async fn upsert_devices(
+    conn: &mut SqliteConnection,
+    updates: &[DeviceUpdate<'_>],
+    write: &[usize],
+    read_back: &[usize],
+) -> Result<Vec<(Box<str>, KnownDevice)>> {
+    for chunk in write.chunks(ROWS_PER_STATEMENT / 2) {
         let mut q: QueryBuilder<Sqlite> =
             QueryBuilder::new("INSERT INTO devices (id, cohort, labels, first_seen, last_seen) ");
-        q.push_values(chunk, |mut b, d| {
+        q.push_values(chunk, |mut b, &i| {
+            let d = &updates[i];
             b.push_bind(d.id).push_bind(d.cohort).push_bind(d.labels).push_bind(d.first).push_bind(d.last);
         });
-        // Only a new device or a changed cohort or label set writes: rewriting every device
-        // row on every batch cost twice as much as storing the samples themselves. The
-        // latest sample time is read from the telemetry index instead (see devices.rs).
+        // Only a new device or a changed cohort or label set writes. The latest sample time
+        // is read from the telemetry index instead (see devices.rs).
         q.push(
             " ON CONFLICT (id) DO UPDATE SET
                cohort = COALESCE(excluded.cohort, devices.cohort),
@@ -140,7 +138,29 @@ async fn upsert_devices(conn: &mut SqliteConnection, rows: &[TelemetryRow]) -> R
         );
         q.build().execute(&mut *conn).await?;
     }
-    Ok(())
+    let mut rows = Vec::with_capacity(read_back.len());
+    for chunk in read_back.chunks(ROWS_PER_STATEMENT) {
+        let mut q: QueryBuilder<Sqlite> =
+            QueryBuilder::new("SELECT id, cohort, labels, first_seen FROM devices WHERE id IN (");
+        let mut ids = q.separated(", ");
+        for &i in chunk {
+            ids.push_bind(updates[i].id);
+        }
+        q.push(")");
+        let found: Vec<(String, Option<String>, String, i64)> =
+            q.build_query_as().fetch_all(&mut *conn).await?;
+        rows.extend(found.into_iter().map(|(id, cohort, labels, first_seen)| {
+            (
+                id.into_boxed_str(),
+                KnownDevice {
+                    cohort: cohort.map(String::into_boxed_str),
+                    labels: labels.into_boxed_str(),
+                    first_seen,
+                },
+            )
+        }));
+    }
+    Ok(rows)
 }
 
 impl Store {
@@ -165,7 +185,9 @@ impl Store {
             out.duplicates += duplicates;
             start = end;
         }
-        upsert_devices(&mut tx, &batch.telemetry).await?;
+        let updates = merge_devices(&batch.telemetry);
+        let plan = self.devices.plan(&updates);
+        let read_back = upsert_devices(&mut tx, &updates, &plan.write, &plan.unknown).await?;
         let mut opened = Vec::new();
         for a in &batch.anomalies {
             let Some(id) = insert_anomaly(&mut tx, a, now_ms).await? else { continue };
@@ -184,6 +206,7 @@ impl Store {
         }
         out.webhook_deliveries = enqueue_alerts(&mut tx, &opened, now_ms).await?;
         tx.commit().await?;
+        self.devices.learn(plan.changed.into_iter().chain(read_back));
         Ok(out)
     }
 }

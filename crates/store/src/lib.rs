@@ -9,6 +9,7 @@
 
 mod anomalies;
 mod cursor;
+mod device_cache;
 mod devices;
 mod error;
 mod incidents;
@@ -20,11 +21,14 @@ mod troubleshoot;
 mod webhooks;
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
+
+use device_cache::DeviceCache;
 
 pub use anomalies::{AnomalyFilter, AnomalyRecord, AnomalySort, AnomalyStatus, NewAnomaly, Page};
 pub use cursor::Cursor;
@@ -83,6 +87,8 @@ pub struct Store {
     pool: SqlitePool,
     /// Whether this handle checkpoints the WAL itself (see [`StoreOptions`]).
     background_checkpoint: bool,
+    /// The device rows this handle's ingest has written (see `device_cache`).
+    devices: Arc<DeviceCache>,
 }
 
 impl Store {
@@ -106,7 +112,8 @@ impl Store {
             .acquire_timeout(options.acquire_timeout)
             .connect_with(connect)
             .await?;
-        let store = Store { pool, background_checkpoint: options.background_checkpoint };
+        let store =
+            Store { pool, background_checkpoint: options.background_checkpoint, devices: Arc::default() };
         store.migrate().await?;
         if options.background_checkpoint {
             tokio::spawn(checkpoint_loop(store.pool.clone()));

@@ -232,3 +232,67 @@ async fn a_locked_database_is_reported_as_busy_not_as_a_failure() {
     let out = writer.ingest(&batch("d1", 0, 5, 1), 1).await.unwrap();
     assert_eq!((out.inserted, out.anomalies), (5, 5));
 }
+
+/// One sample of `device` at minute `minute` with the given cohort and labels.
+fn sample(device: &str, minute: i64, cohort: Option<&str>, labels: &str) -> IngestBatch {
+    IngestBatch {
+        telemetry: vec![TelemetryRow {
+            device_id: device.into(),
+            ts: minute * 60_000,
+            cohort: cohort.map(str::to_string),
+            labels: labels.into(),
+            metrics: json!({"cpu": 1}).to_string(),
+        }],
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn device_rows_follow_every_change_of_cohort_labels_and_first_sample() {
+    // The ingest path skips devices whose stored row a batch would not change; every change
+    // must still reach the table, from this handle and from one opened later on the same file.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("anomalyd.db");
+    let path = path.to_str().unwrap();
+    let store = Store::open(path, &StoreOptions::default()).await.unwrap();
+    let row = |d: anomalyd_store::DeviceRecord| (d.cohort, d.labels, d.first_seen);
+    store.ingest(&sample("d1", 10, Some("phone"), r#"{"fw":"4.2"}"#), 1).await.unwrap();
+    // Nothing new: a later sample without cohort or labels.
+    store.ingest(&sample("d1", 11, None, ""), 1).await.unwrap();
+    assert_eq!(
+        row(store.device("d1").await.unwrap()),
+        (Some("phone".into()), r#"{"fw":"4.2"}"#.into(), 600_000)
+    );
+    store.ingest(&sample("d1", 12, Some("scanner"), ""), 1).await.unwrap();
+    assert_eq!(
+        row(store.device("d1").await.unwrap()),
+        (Some("scanner".into()), r#"{"fw":"4.2"}"#.into(), 600_000)
+    );
+    store.ingest(&sample("d1", 13, None, r#"{"fw":"4.3"}"#), 1).await.unwrap();
+    assert_eq!(
+        row(store.device("d1").await.unwrap()),
+        (Some("scanner".into()), r#"{"fw":"4.3"}"#.into(), 600_000)
+    );
+    store.ingest(&sample("d1", 5, None, ""), 1).await.unwrap();
+    assert_eq!(
+        row(store.device("d1").await.unwrap()),
+        (Some("scanner".into()), r#"{"fw":"4.3"}"#.into(), 300_000)
+    );
+    store.close().await;
+
+    // A new handle knows nothing yet and must learn the stored row, not assume it.
+    let store = Store::open(path, &StoreOptions::default()).await.unwrap();
+    store.ingest(&sample("d1", 20, None, ""), 1).await.unwrap();
+    store.ingest(&sample("d1", 21, Some("phone"), ""), 1).await.unwrap();
+    assert_eq!(
+        row(store.device("d1").await.unwrap()),
+        (Some("phone".into()), r#"{"fw":"4.3"}"#.into(), 300_000)
+    );
+    store.ingest(&sample("d1", 22, Some("phone"), r#"{"fw":"4.3"}"#), 1).await.unwrap();
+    store.ingest(&sample("d1", 1, Some("phone"), r#"{"fw":"4.3"}"#), 1).await.unwrap();
+    assert_eq!(
+        row(store.device("d1").await.unwrap()),
+        (Some("phone".into()), r#"{"fw":"4.3"}"#.into(), 60_000)
+    );
+    store.close().await;
+}
