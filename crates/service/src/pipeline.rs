@@ -209,7 +209,16 @@ impl Pipeline {
                     .enable_time()
                     .build()
                     .expect("a current-thread runtime for the pipeline");
-                local.block_on(worker.run(rx, runtime));
+                // Scoring runs on this thread, not on the global rayon pool. Every batch is
+                // only a millisecond of forest work: handing it to the pool and waiting cost
+                // more than it saved, the pool's threads spun between batches, and the HTTP
+                // and SQLite threads already keep the other core busy.
+                let here = rayon::ThreadPoolBuilder::new()
+                    .num_threads(1)
+                    .use_current_thread()
+                    .build()
+                    .expect("a one-thread rayon pool for the pipeline");
+                here.install(|| local.block_on(worker.run(rx, runtime)));
             })
             .expect("spawning the pipeline thread");
         Self { shared, queue, permits: Arc::new(Semaphore::new(settings.queue_samples)), settings }
