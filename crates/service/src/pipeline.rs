@@ -27,6 +27,9 @@ use utoipa::ToSchema;
 use crate::error::ApiError;
 use crate::now_ms;
 
+/// Per-device maps on the ingest path: looked up for every sample, so a fast hash.
+type DeviceMap<V> = HashMap<Arc<str>, V, foldhash::fast::RandomState>;
+
 /// Tuning of the pipeline.
 #[derive(Debug, Clone)]
 pub struct PipelineSettings {
@@ -156,7 +159,7 @@ struct Job {
 /// State shared by the handlers and the worker.
 struct Shared {
     bundle: RwLock<Option<Arc<ActiveBundle>>>,
-    current: RwLock<HashMap<Arc<str>, CurrentFeatures>>,
+    current: RwLock<DeviceMap<CurrentFeatures>>,
     counters: PipelineCounters,
 }
 
@@ -186,7 +189,7 @@ impl Pipeline {
     ) -> Self {
         let shared = Arc::new(Shared {
             bundle: RwLock::new(bundle.map(Arc::new)),
-            current: RwLock::new(HashMap::new()),
+            current: RwLock::new(DeviceMap::default()),
             counters: PipelineCounters::default(),
         });
         let (queue, rx) = mpsc::unbounded_channel();
@@ -194,7 +197,7 @@ impl Pipeline {
             store,
             shared: shared.clone(),
             settings: settings.clone(),
-            devices: HashMap::new(),
+            devices: DeviceMap::default(),
             states_of: None,
             outbox,
         };
@@ -308,7 +311,7 @@ struct Worker {
     store: Store,
     shared: Arc<Shared>,
     settings: PipelineSettings,
-    devices: HashMap<Arc<str>, DeviceSlot>,
+    devices: DeviceMap<DeviceSlot>,
     /// The bundle the device states were built for: a bundle with another configuration
     /// computes other features, so the states start over when it changes.
     states_of: Option<Arc<ActiveBundle>>,
@@ -606,7 +609,7 @@ fn score_pending(
     {
         // Rows of a device come in time order: only its last one is current.
         let mut current = shared.current.write().expect("features lock");
-        let mut done: std::collections::HashSet<&Arc<str>> = std::collections::HashSet::new();
+        let mut done: std::collections::HashSet<&Arc<str>, foldhash::fast::RandomState> = Default::default();
         for row in rows.iter().rev() {
             if !done.insert(&row.device_id) {
                 continue;

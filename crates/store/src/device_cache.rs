@@ -63,7 +63,7 @@ impl KnownDevice {
 /// See the module documentation.
 #[derive(Default)]
 pub(crate) struct DeviceCache {
-    known: Mutex<HashMap<Box<str>, KnownDevice>>,
+    known: Mutex<HashMap<Box<str>, KnownDevice, foldhash::fast::RandomState>>,
 }
 
 impl std::fmt::Debug for DeviceCache {

@@ -66,7 +66,7 @@ pub struct IngestOutcome {
 
 /// A batch's rows merged into one update per device.
 fn merge_devices(rows: &[TelemetryRow]) -> Vec<DeviceUpdate<'_>> {
-    let mut index: HashMap<&str, usize> = HashMap::new();
+    let mut index: HashMap<&str, usize, foldhash::fast::RandomState> = HashMap::default();
     let mut out: Vec<DeviceUpdate<'_>> = Vec::new();
     for t in rows {
         let labels_given = !t.labels.is_empty() && t.labels != "{}";
