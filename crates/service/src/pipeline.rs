@@ -28,7 +28,7 @@ use crate::error::ApiError;
 use crate::now_ms;
 
 /// Per-device maps on the ingest path: looked up for every sample, so a fast hash.
-type DeviceMap<V> = HashMap<Arc<str>, V, foldhash::fast::RandomState>;
+type DeviceMap<V> = foldhash::HashMap<Arc<str>, V>;
 
 /// Tuning of the pipeline.
 #[derive(Debug, Clone)]
@@ -609,7 +609,7 @@ fn score_pending(
     {
         // Rows of a device come in time order: only its last one is current.
         let mut current = shared.current.write().expect("features lock");
-        let mut done: std::collections::HashSet<&Arc<str>, foldhash::fast::RandomState> = Default::default();
+        let mut done: foldhash::HashSet<&Arc<str>> = Default::default();
         for row in rows.iter().rev() {
             if !done.insert(&row.device_id) {
                 continue;

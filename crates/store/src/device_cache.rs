@@ -14,7 +14,6 @@
 //! sample carries different values. It holds at most [`MAX_DEVICES`] devices and starts over
 //! when full, which costs upserts, never correctness.
 
-use std::collections::HashMap;
 use std::sync::Mutex;
 
 /// Devices remembered before the cache starts over (about 100 bytes each).
@@ -63,7 +62,7 @@ impl KnownDevice {
 /// See the module documentation.
 #[derive(Default)]
 pub(crate) struct DeviceCache {
-    known: Mutex<HashMap<Box<str>, KnownDevice, foldhash::fast::RandomState>>,
+    known: Mutex<foldhash::HashMap<Box<str>, KnownDevice>>,
 }
 
 impl std::fmt::Debug for DeviceCache {

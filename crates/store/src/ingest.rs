@@ -1,8 +1,6 @@
 //! Durable batch writes: telemetry, devices, anomalies and incident updates in one
 //! transaction.
 
-use std::collections::HashMap;
-
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 
 use crate::anomalies::{NewAnomaly, insert_anomaly};
@@ -66,7 +64,7 @@ pub struct IngestOutcome {
 
 /// A batch's rows merged into one update per device.
 fn merge_devices(rows: &[TelemetryRow]) -> Vec<DeviceUpdate<'_>> {
-    let mut index: HashMap<&str, usize, foldhash::fast::RandomState> = HashMap::default();
+    let mut index: foldhash::HashMap<&str, usize> = Default::default();
     let mut out: Vec<DeviceUpdate<'_>> = Vec::new();
     for t in rows {
         let labels_given = !t.labels.is_empty() && t.labels != "{}";

@@ -3,7 +3,7 @@
 //! rejected, errors naming the field.
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
@@ -16,9 +16,9 @@ use super::sample::{Labels, MetricLayout, Sample, Timestamp};
 /// device's labels, so that millions of samples do not each allocate their own.
 #[derive(Default)]
 pub struct Interner {
-    strings: HashMap<String, Arc<str>, foldhash::fast::RandomState>,
-    labels: HashMap<Arc<str>, Labels, foldhash::fast::RandomState>,
-    layouts: HashMap<Vec<String>, MetricLayout, foldhash::fast::RandomState>,
+    strings: foldhash::HashMap<String, Arc<str>>,
+    labels: foldhash::HashMap<Arc<str>, Labels>,
+    layouts: foldhash::HashMap<Vec<String>, MetricLayout>,
     /// The layout handed out last: consecutive samples nearly always share one, and
     /// comparing names against it needs no allocation.
     last_layout: Option<MetricLayout>,
