@@ -6,8 +6,9 @@
 //! tree, every row of the block takes one step per level in lock-step
 //! (`idx = left + (x > threshold)`), which keeps many independent loads in flight and needs
 //! no branch per node. Leaves loop onto themselves, so each tree costs exactly its depth in
-//! steps. A block that contains a missing value takes the slower kernel that also reads
-//! each node's missing-value direction.
+//! steps. In a block that contains missing values, the rows that miss one are walked one by
+//! one (eight trees in lock-step) by a walk that also reads each node's missing-value
+//! direction; the block's other rows still take the fast kernels together.
 //!
 //! **Summation order.** Every kernel adds a row's path lengths in one canonical order: tree
 //! `t` into lane `t % 16` of [`LaneSums`] (in tree order), then the 16 lanes pairwise by
@@ -57,37 +58,39 @@ pub(crate) const LANES: usize = 16;
 /// Sets, for every row of `rows` (row-major, `d` columns, at most [`BLOCK`] rows), `out` to
 /// the sum of its path lengths over all trees.
 pub(crate) fn path_sums_block(trees: &Trees, rows: &[f32], d: usize, out: &mut [f32]) {
-    let nb = rows.len() / d;
-    debug_assert!(nb <= BLOCK && out.len() == nb);
+    debug_assert!(rows.len() / d <= BLOCK && out.len() == rows.len() / d);
+    if rows.iter().any(|v| v.is_nan()) {
+        return path_sums_block_mixed(trees, rows, d, out);
+    }
+    path_sums_block_complete(trees, rows, d, out);
+}
+
+/// [`path_sums_block`] for rows without NaN: the vector kernel where it runs, else the
+/// scalar block kernel.
+fn path_sums_block_complete(trees: &Trees, rows: &[f32], d: usize, out: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     if let Some(p) = vector_kernel(trees, d) {
-        if rows.iter().any(|v| v.is_nan()) {
-            return path_sums_block_mixed(p, trees, rows, d, out);
-        }
         let mut sums = [[0f32; GROUP]; BLOCK];
         // SAFETY: `vector_kernel` checked AVX-512F and the width; `p` is `trees` packed.
-        unsafe { avx512::lane_sums(p, trees, rows, d, &mut sums[..nb]) };
+        unsafe { avx512::lane_sums(p, trees, rows, d, &mut sums[..out.len()]) };
         for (o, s) in out.iter_mut().zip(&sums) {
             *o = reduce(s);
         }
         return;
     }
-    if rows.iter().any(|v| v.is_nan()) {
-        return path_sums_block_nan(trees, rows, d, out);
-    }
     path_sums_block_scalar(trees, rows, d, out);
 }
 
-/// A block where some rows miss values: those take the NaN-aware kernel one by one, the
-/// others the vector kernel together (both add in the canonical order, so the bits are
-/// those of any other path).
-#[cfg(target_arch = "x86_64")]
-fn path_sums_block_mixed(p: &Packed, trees: &Trees, rows: &[f32], d: usize, out: &mut [f32]) {
+/// A block where some rows miss values: those take the NaN-aware walk one by one (its trees
+/// in lock-step), the others the complete-row kernel together. Both add in the canonical
+/// order, so the bits are those of any other path; a few missing values in a block of
+/// fleet features no longer slow the whole block down.
+fn path_sums_block_mixed(trees: &Trees, rows: &[f32], d: usize, out: &mut [f32]) {
     let mut complete = Vec::with_capacity(rows.len());
     let mut at = Vec::with_capacity(out.len());
     for (r, (row, o)) in rows.chunks(d).zip(out.iter_mut()).enumerate() {
         if row.iter().any(|v| v.is_nan()) {
-            path_sums_block_nan(trees, row, d, std::slice::from_mut(o));
+            *o = path_sum_row_walk::<true>(trees, row);
         } else {
             complete.extend_from_slice(row);
             at.push(r);
@@ -96,11 +99,10 @@ fn path_sums_block_mixed(p: &Packed, trees: &Trees, rows: &[f32], d: usize, out:
     if at.is_empty() {
         return;
     }
-    let mut sums = [[0f32; GROUP]; BLOCK];
-    // SAFETY: the caller got `p` from `vector_kernel`, which checked AVX-512F and the width.
-    unsafe { avx512::lane_sums(p, trees, &complete, d, &mut sums[..at.len()]) };
-    for (&r, s) in at.iter().zip(&sums) {
-        out[r] = reduce(s);
+    let mut sums = [0f32; BLOCK];
+    path_sums_block_complete(trees, &complete, d, &mut sums[..at.len()]);
+    for (&r, s) in at.iter().zip(sums) {
+        out[r] = s;
     }
 }
 
@@ -173,42 +175,13 @@ fn walk_lanes(trees: &Trees, t: usize, cols: &[u32], acc: &mut [LaneSums; LANES]
     }
 }
 
-fn path_sums_block_nan(trees: &Trees, rows: &[f32], d: usize, out: &mut [f32]) {
-    let nb = rows.len() / d;
-    let mut acc = [[0f32; GROUP]; BLOCK];
-    for t in 0..trees.n_trees() {
-        let range = trees.tree_range(t);
-        let nodes = &trees.nodes[range.clone()];
-        let nan_right = &trees.nan_right[range.clone()];
-        let values = &trees.values[range];
-        let mut idx = [0u16; BLOCK];
-        for _ in 0..trees.depths[t] {
-            for r in 0..nb {
-                let i = idx[r] as usize;
-                let n = nodes[i];
-                let x = rows[r * d + n.feature as usize];
-                let right = x > n.threshold || (x.is_nan() && nan_right[i]);
-                idx[r] = n.left + right as u16;
-            }
-        }
-        for r in 0..nb {
-            acc[r][t % GROUP] += values[idx[r] as usize];
-        }
-    }
-    for (o, a) in out.iter_mut().zip(&acc) {
-        *o = reduce(a);
-    }
-}
-
 /// Trees walked together for a single row: independent walks overlap their load latency.
 const TREE_GROUP: usize = 8;
 
 /// Sum of path lengths of one row over all trees, without heap allocation.
 pub(crate) fn path_sum_row(trees: &Trees, row: &[f32]) -> f32 {
     if row.iter().any(|v| v.is_nan()) {
-        let mut out = [0f32];
-        path_sums_block_nan(trees, row, row.len(), &mut out);
-        return out[0];
+        return path_sum_row_walk::<true>(trees, row);
     }
     #[cfg(target_arch = "x86_64")]
     if let Some(p) = vector_kernel(trees, row.len()) {
@@ -222,6 +195,13 @@ pub(crate) fn path_sum_row(trees: &Trees, row: &[f32]) -> f32 {
 
 /// [`path_sum_row`] without the vector kernel (a row without NaN).
 fn path_sum_row_scalar(trees: &Trees, row: &[f32]) -> f32 {
+    path_sum_row_walk::<false>(trees, row)
+}
+
+/// One row's path-length sum, [`TREE_GROUP`] trees walked in lock-step so that their loads
+/// overlap. With `NAN`, missing values follow each node's `nan_right` (leaves hold `false`,
+/// so they still loop onto themselves); without, the row must have no NaN.
+fn path_sum_row_walk<const NAN: bool>(trees: &Trees, row: &[f32]) -> f32 {
     let n_trees = trees.n_trees();
     let mut sums = [0f32; GROUP];
     let mut t0 = 0;
@@ -239,7 +219,10 @@ fn path_sum_row_scalar(trees: &Trees, row: &[f32]) -> f32 {
             for k in 0..g {
                 let n = trees.nodes[idx[k]];
                 let x = row[n.feature as usize];
-                idx[k] = base[k] + (n.left + (x > n.threshold) as u16) as usize;
+                // `&` and `|`, not `&&` and `||`: a branch on whether a value is missing
+                // mispredicts often, and the extra load is cheap.
+                let right = (x > n.threshold) | (NAN && x.is_nan() & trees.nan_right[idx[k]]);
+                idx[k] = base[k] + (n.left + right as u16) as usize;
             }
         }
         for (k, &i) in idx[..g].iter().enumerate() {
@@ -307,11 +290,11 @@ mod tests {
                 path_sums_block(trees, block, d, o);
             } else {
                 for (row, o) in block.chunks(d).zip(o.iter_mut()) {
-                    let one = std::slice::from_mut(o);
                     if row.iter().any(|v| v.is_nan()) {
-                        path_sums_block_nan(trees, row, d, one);
+                        // The explanation walk: separate code with the same NaN rule.
+                        *o = walk_row(trees, row, |_, _, _| {});
                     } else {
-                        path_sums_block_scalar(trees, row, d, one);
+                        path_sums_block_scalar(trees, row, d, std::slice::from_mut(o));
                     }
                 }
             }
