@@ -120,7 +120,7 @@ impl From<StoreError> for ApiError {
                 tracing::error!(error = %err, "database error");
                 ApiError::internal()
             }
-            StoreError::Migration(_) | StoreError::Config(_) => {
+            StoreError::Migration(_) | StoreError::Config(_) | StoreError::Corrupt(_) => {
                 tracing::error!(error = %e, "store error");
                 ApiError::internal()
             }

@@ -1,5 +1,5 @@
-//! Writer cost probe: microseconds per sample of `Store::ingest` (and of moving the recent
-//! per-device list, as the server does every 100 000 samples) on a fresh database, a fleet
+//! Writer cost probe: microseconds per sample of `Store::ingest` (and of moving the samples
+//! into their per-device runs, as the server does every 100 000 samples) on a fresh database, a fleet
 //! sending one sample per device per interval.
 //!
 //! `cargo run --release -p anomalyd-store --example ingest_cost -- DIR [batches] [batch] [devices]`

@@ -32,6 +32,9 @@ pub enum StoreError {
     /// A request that the data does not allow (e.g. an impossible status change).
     #[error("{0}")]
     Invalid(String),
+    /// Stored data that cannot be read as written (a damaged or hand-edited database).
+    #[error("corrupt data: {0}")]
+    Corrupt(String),
     /// A request that conflicts with the row's current state (e.g. retrying a delivery that
     /// is not dead).
     #[error("{0}")]

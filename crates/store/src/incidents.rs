@@ -14,6 +14,7 @@ use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 use crate::anomalies::{AnomalyStatus, NewAnomaly, Page};
 use crate::cursor::Cursor;
 use crate::error::StoreError;
+use crate::unmoved::Unmoved;
 use crate::{Result, Store};
 
 /// How anomalies are grouped into incidents.
@@ -82,6 +83,7 @@ pub struct IncidentRecord {
 /// Puts a freshly inserted anomaly into its incident; returns (incident id, opened).
 pub(crate) async fn attach_to_incident(
     conn: &mut SqliteConnection,
+    unmoved: &Unmoved,
     anomaly_id: i64,
     a: &NewAnomaly,
     policy: &DedupPolicy,
@@ -113,7 +115,7 @@ pub(crate) async fn attach_to_incident(
             (id, false)
         }
         _ => {
-            let evidence = evidence(conn, anomaly_id, a, policy).await?;
+            let evidence = evidence(conn, unmoved, anomaly_id, a, policy).await?;
             let id: i64 = sqlx::query_scalar(
                 "INSERT INTO incidents (incident_key, device_id, signature, severity, opened_at, last_seen, evidence)
                  VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
@@ -142,11 +144,13 @@ pub(crate) async fn attach_to_incident(
 /// earlier in the same transaction (or an earlier one), so it is among the samples read.
 async fn evidence(
     conn: &mut SqliteConnection,
+    unmoved: &Unmoved,
     anomaly_id: i64,
     a: &NewAnomaly,
     policy: &DedupPolicy,
 ) -> Result<serde_json::Value> {
-    let rows = crate::devices::latest_samples(conn, &a.device_id, a.ts, policy.evidence_samples).await?;
+    let rows =
+        crate::devices::latest_samples(conn, unmoved, &a.device_id, a.ts, policy.evidence_samples).await?;
     let samples: Vec<serde_json::Value> = rows
         .into_iter()
         .rev()

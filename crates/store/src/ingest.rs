@@ -168,6 +168,20 @@ impl Store {
     /// joins the open incident with its signature, or opens one with an evidence snapshot;
     /// each opened incident queues its webhook deliveries in the same transaction.
     pub async fn ingest(&self, batch: &IngestBatch, now_ms: i64) -> Result<IngestOutcome> {
+        let mut listed = Vec::new();
+        let result = self.ingest_in_one_transaction(batch, now_ms, &mut listed).await;
+        if result.is_err() {
+            self.unmoved.take_back(&listed);
+        }
+        result
+    }
+
+    async fn ingest_in_one_transaction<'b>(
+        &self,
+        batch: &'b IngestBatch,
+        now_ms: i64,
+        listed: &mut Vec<(&'b str, i64)>,
+    ) -> Result<IngestOutcome> {
         let mut tx = self.pool().begin().await?;
         let mut out = IngestOutcome::default();
         let whole = [batch.telemetry.len()];
@@ -183,6 +197,10 @@ impl Store {
             out.duplicates += duplicates;
             start = end;
         }
+        // Listed before the commit, as the evidence of an incident opened below reads them
+        // (and taken back if the transaction fails). A duplicate already moved is listed
+        // again; readers drop the repeated time.
+        *listed = self.unmoved.add(batch.telemetry.iter().map(|t| (t.device_id.as_str(), t.ts)));
         let updates = merge_devices(&batch.telemetry);
         let plan = self.devices.plan(&updates);
         let read_back = upsert_devices(&mut tx, &updates, &plan.write, &plan.unknown).await?;
@@ -190,7 +208,7 @@ impl Store {
         for a in &batch.anomalies {
             let Some(id) = insert_anomaly(&mut tx, a, now_ms).await? else { continue };
             out.anomalies += 1;
-            match attach_to_incident(&mut tx, id, a, &batch.dedup).await? {
+            match attach_to_incident(&mut tx, &self.unmoved, id, a, &batch.dedup).await? {
                 (incident, true) => {
                     out.incidents_opened.push(incident);
                     opened.push(OpenedIncident {

@@ -18,6 +18,7 @@ mod insights;
 mod keys;
 mod models;
 mod troubleshoot;
+mod unmoved;
 mod webhooks;
 
 use std::str::FromStr;
@@ -29,6 +30,7 @@ use sqlx::sqlite::{
 };
 
 use device_cache::DeviceCache;
+use unmoved::Unmoved;
 
 pub use anomalies::{AnomalyFilter, AnomalyRecord, AnomalySort, AnomalyStatus, NewAnomaly, Page};
 pub use cursor::Cursor;
@@ -89,6 +91,8 @@ pub struct Store {
     background_checkpoint: bool,
     /// The device rows this handle's ingest has written (see `device_cache`).
     devices: Arc<DeviceCache>,
+    /// Samples not yet moved into the per-device index (see `unmoved`).
+    unmoved: Arc<Unmoved>,
 }
 
 impl Store {
@@ -112,9 +116,14 @@ impl Store {
             .acquire_timeout(options.acquire_timeout)
             .connect_with(connect)
             .await?;
-        let store =
-            Store { pool, background_checkpoint: options.background_checkpoint, devices: Arc::default() };
+        let store = Store {
+            pool,
+            background_checkpoint: options.background_checkpoint,
+            devices: Arc::default(),
+            unmoved: Arc::default(),
+        };
         store.migrate().await?;
+        store.unmoved.load(&mut *store.pool.acquire().await?).await?;
         if options.background_checkpoint {
             tokio::spawn(checkpoint_loop(store.pool.clone()));
         }

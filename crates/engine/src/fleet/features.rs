@@ -110,7 +110,10 @@ impl DeviceState {
     /// Maps the sample's metrics onto the configured ones, reusing the last mapping when the
     /// sample has the same (shared) names.
     fn resolve_metrics(&mut self, cfg: &FleetConfig, s: &Sample) {
-        if !self.layout.as_ref().is_some_and(|l| l.same(&s.layout)) {
+        // Each request interns its own layouts, so the next sample of a device usually
+        // brings an equal list under another pointer: comparing the names is cheaper than
+        // mapping them again.
+        if !self.layout.as_ref().is_some_and(|l| l.same(&s.layout) || l.names() == s.layout.names()) {
             self.layout_index = s.layout.names().iter().map(|n| cfg.metric_index(n)).collect();
             self.layout = Some(s.layout.clone());
         }

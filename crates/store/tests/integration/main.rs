@@ -215,6 +215,69 @@ async fn a_device_s_samples_are_found_before_and_after_they_move_to_the_device_i
     assert_eq!(times, (4..=15).collect::<Vec<_>>(), "the 12 samples up to the anomaly, oldest first");
 }
 
+/// The per-device sample lists against a plain model of what was stored: random batches of
+/// a few devices (late samples, retried samples, one device with more samples than a run
+/// row holds), moves at random points, a reopen of the file, and after every step each
+/// device's latest samples and latest time checked.
+#[tokio::test]
+async fn a_device_s_latest_samples_stay_exact_across_moves_late_samples_retries_and_reopens() {
+    use rand::{Rng, SeedableRng};
+    use std::collections::{BTreeMap, BTreeSet};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("anomalyd.db");
+    let path = path.to_str().unwrap();
+    let mut store = Store::open(path, &StoreOptions::default()).await.unwrap();
+    let mut rng = rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(7);
+    let devices = ["a", "b", "c", "d"];
+    let mut stored: BTreeMap<&str, BTreeSet<i64>> = BTreeMap::new();
+    let mut sent: Vec<(&str, i64)> = Vec::new();
+    for step in 0..60 {
+        let mut b = IngestBatch::default();
+        for _ in 0..rng.random_range(1..400) {
+            // Device `a` sends most; times go forward with late ones mixed in, and now and
+            // then a sample already sent is sent again.
+            let (device, ts) = if !sent.is_empty() && rng.random_bool(0.05) {
+                sent[rng.random_range(0..sent.len())]
+            } else {
+                let device = if rng.random_bool(0.7) { "a" } else { devices[rng.random_range(1..4)] };
+                let back = if rng.random_bool(0.1) { rng.random_range(0..500) } else { 0 };
+                (device, (step * 400 + rng.random_range(0..400) - back) * 1_000)
+            };
+            if b.telemetry.iter().any(|t| t.device_id == device && t.ts == ts) {
+                continue;
+            }
+            sent.push((device, ts));
+            stored.entry(device).or_default().insert(ts);
+            b.telemetry.push(TelemetryRow {
+                device_id: device.into(),
+                ts,
+                cohort: None,
+                labels: String::new(),
+                metrics: json!({"t": ts}).to_string(),
+            });
+        }
+        store.ingest(&b, 1).await.unwrap();
+        if rng.random_bool(0.3) {
+            store.compact_device_index(1).await.unwrap();
+        }
+        if step % 20 == 19 {
+            store.close().await;
+            store = Store::open(path, &StoreOptions::default()).await.unwrap();
+        }
+        for (device, times) in &stored {
+            for limit in [1, 12, 300, 5_000] {
+                let got: Vec<i64> =
+                    store.recent_telemetry(device, limit).await.unwrap().iter().map(|t| t.ts).collect();
+                let want: Vec<i64> = times.iter().rev().take(limit as usize).copied().collect();
+                assert_eq!(got, want, "step {step}, device {device}, limit {limit}");
+            }
+            let last = store.device(device).await.unwrap().last_seen;
+            assert_eq!(last, *times.last().unwrap(), "step {step}, device {device}");
+        }
+    }
+    assert!(stored["a"].len() > 256 * 3, "device a fills several run rows per move");
+}
+
 #[tokio::test]
 async fn a_locked_database_is_reported_as_busy_not_as_a_failure() {
     let dir = tempfile::tempdir().unwrap();
