@@ -1,5 +1,5 @@
 //! Writer cost probe: microseconds per sample of `Store::ingest` (and of moving the samples
-//! into their per-device runs, as the server does every 100 000 samples) on a fresh database, a fleet
+//! into their per-device runs, as the server does every 400 000 samples) on a fresh database, a fleet
 //! sending one sample per device per interval.
 //!
 //! `cargo run --release -p anomalyd-store --example ingest_cost -- DIR [batches] [batch] [devices]`
@@ -50,10 +50,10 @@ async fn main() {
             samples += out.inserted;
         }
         since += out.inserted;
-        if since >= 100_000 {
+        if since >= 400_000 {
             since = 0;
             let t = Instant::now();
-            store.compact_device_index(100_000).await.expect("compaction");
+            store.compact_device_index(400_000).await.expect("compaction");
             if warm {
                 compact_s += t.elapsed().as_secs_f64();
             }

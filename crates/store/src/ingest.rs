@@ -10,7 +10,7 @@ use crate::webhooks::{OpenedIncident, enqueue_alerts};
 use crate::{Result, Store};
 
 /// Telemetry rows per INSERT statement (3 parameters each, well under SQLite's limit).
-const ROWS_PER_STATEMENT: usize = 300;
+const ROWS_PER_STATEMENT: usize = 1000;
 
 /// One telemetry sample as stored.
 #[derive(Debug, Clone, PartialEq)]
