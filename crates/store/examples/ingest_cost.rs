@@ -1,5 +1,5 @@
 //! Writer cost probe: microseconds per sample of `Store::ingest` (and of moving the samples
-//! into their per-device runs, as the server does every 400 000 samples) on a fresh database, a fleet
+//! into their per-device runs, as the server does every 800 000 samples) on a fresh database, a fleet
 //! sending one sample per device per interval.
 //!
 //! `cargo run --release -p anomalyd-store --example ingest_cost -- DIR [batches] [batch] [devices]`
@@ -12,11 +12,11 @@ use anomalyd_store::{IngestBatch, Store, StoreOptions, TelemetryRow};
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
     let Some(dir) = args.get(1).map(std::path::PathBuf::from) else {
-        eprintln!("usage: ingest_cost DIR [batches=100] [batch=4000] [devices=10000]");
+        eprintln!("usage: ingest_cost DIR [batches=250] [batch=4000] [devices=10000]");
         std::process::exit(2);
     };
     let arg = |i: usize, default: usize| args.get(i).map_or(default, |s| s.parse().expect("a number"));
-    let (batches, batch, devices) = (arg(2, 100), arg(3, 4000), arg(4, 10_000));
+    let (batches, batch, devices) = (arg(2, 250), arg(3, 4000), arg(4, 10_000));
     std::fs::create_dir_all(&dir).expect("creating DIR");
     let url = format!("sqlite://{}", dir.join("anomalyd.db").display());
     let options = StoreOptions { background_checkpoint: true, ..Default::default() };
@@ -50,10 +50,10 @@ async fn main() {
             samples += out.inserted;
         }
         since += out.inserted;
-        if since >= 400_000 {
+        if since >= 800_000 {
             since = 0;
             let t = Instant::now();
-            store.compact_device_index(400_000).await.expect("compaction");
+            store.compact_device_index(800_000).await.expect("compaction");
             if warm {
                 compact_s += t.elapsed().as_secs_f64();
             }
