@@ -21,6 +21,7 @@
 
 use std::sync::{Arc, Mutex};
 
+use futures_util::TryStreamExt;
 use sqlx::SqliteConnection;
 
 use crate::Result;
@@ -63,14 +64,16 @@ impl Unmoved {
         let moved_through: i64 = sqlx::query_scalar("SELECT moved_through FROM telemetry_device_moves")
             .fetch_one(&mut *conn)
             .await?;
-        let rows: Vec<(String, i64)> = sqlx::query_as("SELECT device_id, ts FROM telemetry WHERE id > ?")
-            .bind(moved_through)
-            .fetch_all(conn)
-            .await?;
         let mut inner = Inner { moved_through, ..Default::default() };
-        for (device, ts) in &rows {
-            inner.add(device, *ts);
+        // Streamed: up to a move's worth of rows, which collected first would briefly take
+        // tens of MB.
+        let mut rows = sqlx::query_as::<_, (String, i64)>("SELECT device_id, ts FROM telemetry WHERE id > ?")
+            .bind(moved_through)
+            .fetch(conn);
+        while let Some((device, ts)) = rows.try_next().await? {
+            inner.add(&device, ts);
         }
+        drop(rows);
         *self.inner.lock().expect("unmoved list lock") = inner;
         Ok(())
     }
