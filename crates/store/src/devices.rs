@@ -140,9 +140,7 @@ pub(crate) async fn latest_samples(
         .fetch(&mut *conn);
         while let Some((last_ts, run)) = runs.try_next().await? {
             if times.len() >= limit {
-                times.sort_unstable_by(|a, b| b.cmp(a));
-                times.dedup();
-                times.truncate(limit);
+                keep_newest(&mut times, limit);
                 if times.len() == limit && times[limit - 1] >= last_ts {
                     break;
                 }
@@ -155,9 +153,7 @@ pub(crate) async fn latest_samples(
             times.extend(run.into_iter().filter(|&ts| ts <= until));
         }
     }
-    times.sort_unstable_by(|a, b| b.cmp(a));
-    times.dedup();
-    times.truncate(limit);
+    keep_newest(&mut times, limit);
     let mut rows = Vec::with_capacity(times.len());
     for chunk in times.chunks(500) {
         let mut q: QueryBuilder<Sqlite> =
@@ -172,6 +168,13 @@ pub(crate) async fn latest_samples(
     }
     rows.sort_unstable_by_key(|r| std::cmp::Reverse(r.ts));
     Ok(rows)
+}
+
+/// Keeps the `limit` newest distinct times, newest first.
+fn keep_newest(times: &mut Vec<i64>, limit: usize) {
+    times.sort_unstable_by(|a, b| b.cmp(a));
+    times.dedup();
+    times.truncate(limit);
 }
 
 /// Most times in one run row.
