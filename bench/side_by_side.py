@@ -321,6 +321,11 @@ def cpu_info():
                 "Zen 4" if m in range(0x10, 0x20) or m in range(0x60, 0x80) or m in range(0xA0, 0xB0) else ""
     elif info.get("vendor_id") == "AuthenticAMD" and fam == "26":
         guess = "Zen 5"
+    elif info.get("vendor_id") == "GenuineIntel" and fam == "6":
+        # Xeon server cores by model number (Linux arch/x86/include/asm/intel-family.h).
+        guess = {85: "Skylake-SP / Cascade Lake", 106: "Ice Lake-SP", 108: "Ice Lake-D",
+                 143: "Sapphire Rapids", 207: "Emerald Rapids", 173: "Granite Rapids"}.get(
+                     int(mod) if mod.isdigit() else -1, "")
     return {
         "model_name": info.get("model name", "?"),
         "lscpu_model": lscpu or "?",
