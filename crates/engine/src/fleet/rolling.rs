@@ -20,8 +20,7 @@ pub struct Window {
     len: usize,
     inv_cap: f64,
     inv_cap_minus_1: f64,
-    /// Sequence number of the oldest value in the window.
-    first_seq: u64,
+    /// Sequence number of the next value (counted only while min or max is kept).
     next_seq: u64,
     mean: f64,
     m2: f64,
@@ -38,6 +37,8 @@ pub struct Window {
     /// Which of the costlier statistics are kept up to date.
     track_min: bool,
     track_max: bool,
+    /// `track_min || track_max`, so that the common case costs one test per sample.
+    track_extremes: bool,
     track_ewma: bool,
 }
 
@@ -55,6 +56,7 @@ impl Window {
         Self {
             track_min: stats.contains(&Stat::Min),
             track_max: stats.contains(&Stat::Max),
+            track_extremes: stats.contains(&Stat::Min) || stats.contains(&Stat::Max),
             track_ewma: stats.contains(&Stat::Ewma),
             cap,
             values: vec![0.0; cap],
@@ -62,7 +64,6 @@ impl Window {
             len: 0,
             inv_cap: 1.0 / cap as f64,
             inv_cap_minus_1: 1.0 / (cap.max(2) - 1) as f64,
-            first_seq: 0,
             next_seq: 0,
             mean: 0.0,
             m2: 0.0,
@@ -79,29 +80,22 @@ impl Window {
     /// Adds the newest value, evicting the oldest when full.
     #[inline]
     pub fn push(&mut self, x: f64) {
-        self.run = if self.len > 0 && self.last == x { self.run + 1 } else { 1 };
-        self.prev = if self.len > 0 { self.last } else { f64::NAN };
+        // `last` is NaN before the first value, so no emptiness check is needed here: NaN
+        // equals nothing, and the previous value of the first one is NaN.
+        self.run = if self.last == x { self.run + 1 } else { 1 };
+        self.prev = self.last;
         self.last = x;
         if self.len == self.cap {
             // Slide: replace the oldest value; mean and M2 follow in one step
             // (M2' = M2 + (x − old)(x − mean' + old − mean)).
-            let old = self.values[self.head];
-            self.values[self.head] = x;
-            self.head = if self.head + 1 == self.cap { 0 } else { self.head + 1 };
-            self.first_seq += 1;
+            let old = std::mem::replace(&mut self.values[self.head], x);
+            self.head += 1;
+            if self.head == self.cap {
+                self.head = 0;
+            }
             let new_mean = self.mean + (x - old) * self.inv_cap;
             self.m2 += (x - old) * (x - new_mean + old - self.mean);
             self.mean = new_mean;
-            if self.track_min {
-                while self.min_q.front().is_some_and(|&(s, _)| s < self.first_seq) {
-                    self.min_q.pop_front();
-                }
-            }
-            if self.track_max {
-                while self.max_q.front().is_some_and(|&(s, _)| s < self.first_seq) {
-                    self.max_q.pop_front();
-                }
-            }
         } else {
             // Filling: Welford insertion.
             let slot = (self.head + self.len) % self.cap;
@@ -111,22 +105,40 @@ impl Window {
             self.mean += delta / self.len as f64;
             self.m2 += delta * (x - self.mean);
         }
+        // One test for the common case of no extremes kept (each flag read is a load and a
+        // branch per sample on the ingest and training paths).
+        if self.track_extremes {
+            self.push_extremes(x);
+        }
+        if self.track_ewma {
+            self.ewma = if self.ewma.is_nan() { x } else { self.alpha * x + (1.0 - self.alpha) * self.ewma };
+        }
+    }
+
+    /// The min and max deques' share of [`Window::push`], after the value is in the window.
+    #[inline]
+    fn push_extremes(&mut self, x: f64) {
         let seq = self.next_seq;
         self.next_seq += 1;
+        // The oldest value still in the window (the one just evicted, if any, is older).
+        let first_seq = self.next_seq - self.len as u64;
         if self.track_min {
+            while self.min_q.front().is_some_and(|&(s, _)| s < first_seq) {
+                self.min_q.pop_front();
+            }
             while self.min_q.back().is_some_and(|&(_, v)| v >= x) {
                 self.min_q.pop_back();
             }
             self.min_q.push_back((seq, x));
         }
         if self.track_max {
+            while self.max_q.front().is_some_and(|&(s, _)| s < first_seq) {
+                self.max_q.pop_front();
+            }
             while self.max_q.back().is_some_and(|&(_, v)| v <= x) {
                 self.max_q.pop_back();
             }
             self.max_q.push_back((seq, x));
-        }
-        if self.track_ewma {
-            self.ewma = if self.ewma.is_nan() { x } else { self.alpha * x + (1.0 - self.alpha) * self.ewma };
         }
     }
 
@@ -379,6 +391,32 @@ mod tests {
                     // z-scores divide by a std that may be tiny; compare them relative to their size.
                     let scale = if stat == Stat::Zscore { expected.abs() * 1e3 } else { 1e3 };
                     prop_assert!(close(w.stat(stat), expected, scale), "{:?} after {} values: {} vs {}", stat, i + 1, w.stat(stat), expected);
+                }
+            }
+        }
+
+        /// A window keeping only some of the costlier statistics gives the bits of a window
+        /// keeping all of them for every statistic it keeps, and NaN for the others.
+        #[test]
+        fn partial_windows_match_the_full_window(
+            values in prop::collection::vec(-1e3f64..1e3, 1..200),
+            cap in 1usize..40,
+            kept in prop::sample::subsequence(vec![Stat::Min, Stat::Max, Stat::Ewma], 0..=3),
+        ) {
+            let mut full = Window::new(cap, 0.3);
+            let mut partial = Window::with_stats(cap, 0.3, &kept);
+            for (i, &x) in values.iter().enumerate() {
+                full.push(x);
+                partial.push(x);
+                for stat in ALL {
+                    let costly = matches!(stat, Stat::Min | Stat::Max | Stat::Ewma);
+                    let got = partial.stat(stat);
+                    if costly && !kept.contains(&stat) {
+                        prop_assert!(got.is_nan(), "{:?} not kept but {} after {} values", stat, got, i + 1);
+                    } else {
+                        let want = full.stat(stat);
+                        prop_assert!(got.to_bits() == want.to_bits(), "{:?} after {} values: {} vs {}", stat, i + 1, got, want);
+                    }
                 }
             }
         }
