@@ -352,6 +352,9 @@ pub struct FleetConfig {
     pub features: Vec<FeatureSpec>,
     /// Heuristic detectors.
     pub rules: Vec<RuleSpec>,
+    /// Index in `metrics` of each rule's metric (`None` for rules without one), resolved
+    /// once so that applying a rule to a sample compares no names.
+    pub rule_metrics: Vec<Option<usize>>,
     /// Out-of-order tolerance in milliseconds.
     pub tolerance_ms: i64,
     /// EWMA smoothing factor in (0, 1].
@@ -566,6 +569,7 @@ fn validate(raw: RawConfig, text: &str) -> Result<FleetConfig, ConfigError> {
             .collect(),
         group_order: order.iter().map(|&i| groups[i].name.clone()).collect(),
         features,
+        rule_metrics: raw.rules.iter().map(|r| r.metric().map(|m| metric_index[m])).collect(),
         rules: raw.rules,
         tolerance_ms: (raw.stream.tolerance_secs.min(i64::MAX as u64 / 1000) * 1000) as i64,
         ewma_alpha: raw.stream.ewma_alpha,

@@ -143,13 +143,13 @@ impl DeviceState {
         }
         for (ri, rule) in cfg.rules.iter().enumerate() {
             let fired = match rule {
-                RuleSpec::Threshold { metric, below, above, .. } => {
-                    let mi = cfg.metric_index(metric).expect("validated");
+                RuleSpec::Threshold { below, above, .. } => {
+                    let mi = cfg.rule_metrics[ri].expect("validated: the rule names a metric");
                     self.current[mi]
                         .is_some_and(|x| below.is_some_and(|b| x < b) || above.is_some_and(|a| x > a))
                 }
-                RuleSpec::RateOfChange { metric, max_per_hour, .. } => {
-                    let mi = cfg.metric_index(metric).expect("validated");
+                RuleSpec::RateOfChange { max_per_hour, .. } => {
+                    let mi = cfg.rule_metrics[ri].expect("validated: the rule names a metric");
                     match (self.current[mi], self.previous[mi]) {
                         (Some(x), Some((prev, Some(prev_ts)))) if ts > prev_ts => {
                             let hours = (ts - prev_ts) as f64 / 3_600_000.0;
@@ -158,8 +158,8 @@ impl DeviceState {
                         _ => false,
                     }
                 }
-                RuleSpec::FlatLine { metric, samples, .. } => {
-                    let mi = cfg.metric_index(metric).expect("validated");
+                RuleSpec::FlatLine { samples, .. } => {
+                    let mi = cfg.rule_metrics[ri].expect("validated: the rule names a metric");
                     self.current[mi].is_some() && self.windows[mi].run_length() >= *samples
                 }
                 RuleSpec::MissingHeartbeat { max_gap_secs, .. } => {
