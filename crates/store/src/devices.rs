@@ -199,14 +199,14 @@ impl Store {
             Ok(r) => tx.commit().await.map(|()| r).map_err(StoreError::from),
             Err(e) => Err(e),
         };
-        self.unmoved.finish_move(result.as_ref().ok().map(|&(through, _)| through));
-        Ok(result?.1)
+        self.unmoved.finish_move(result.is_ok());
+        result
     }
 }
 
 /// Writes one run per device (more for a device with over [`RUN_LEN`] samples) and advances
-/// the mark; returns (new mark, samples moved).
-async fn write_runs(conn: &mut SqliteConnection, m: &crate::unmoved::Move) -> Result<(i64, u64)> {
+/// the mark; returns the samples moved.
+async fn write_runs(conn: &mut SqliteConnection, m: &crate::unmoved::Move) -> Result<u64> {
     let through: i64 =
         sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM telemetry").fetch_one(&mut *conn).await?;
     let mut devices: Vec<(&str, &[i64])> = m.times.iter().map(|(d, t)| (&**d, t.as_slice())).collect();
@@ -233,7 +233,7 @@ async fn write_runs(conn: &mut SqliteConnection, m: &crate::unmoved::Move) -> Re
         .bind(through)
         .execute(&mut *conn)
         .await?;
-    Ok((through, moved))
+    Ok(moved)
 }
 
 /// Run rows per INSERT statement (4 parameters each).

@@ -36,8 +36,6 @@ struct Inner {
     len: usize,
     /// The entries a move in progress is writing, still listed until it commits.
     moving: Option<Arc<Times>>,
-    /// Every row with an id up to this one is in a run.
-    moved_through: i64,
 }
 
 /// See the module documentation.
@@ -64,7 +62,7 @@ impl Unmoved {
         let moved_through: i64 = sqlx::query_scalar("SELECT moved_through FROM telemetry_device_moves")
             .fetch_one(&mut *conn)
             .await?;
-        let mut inner = Inner { moved_through, ..Default::default() };
+        let mut inner = Inner::default();
         // Streamed: up to a move's worth of rows, which collected first would briefly take
         // tens of MB.
         let mut rows = sqlx::query_as::<_, (String, i64)>("SELECT device_id, ts FROM telemetry WHERE id > ?")
@@ -117,18 +115,15 @@ impl Unmoved {
         Some(Move { times })
     }
 
-    /// Ends a move: on success every row up to `Some(mark)` is in a run and the entries it
-    /// wrote are dropped; on failure (`None`) they are listed again.
-    pub fn finish_move(&self, mark: Option<i64>) {
+    /// Ends a move: once it has committed, the entries it wrote are dropped (the move mark
+    /// that says so is in the database); if it failed, they are listed again.
+    pub fn finish_move(&self, committed: bool) {
         let mut inner = self.inner.lock().expect("unmoved list lock");
         let Some(moving) = inner.moving.take() else { return };
-        match mark {
-            Some(mark) => inner.moved_through = inner.moved_through.max(mark),
-            None => {
-                for (device, times) in moving.iter() {
-                    for &ts in times {
-                        inner.add(device, ts);
-                    }
+        if !committed {
+            for (device, times) in moving.iter() {
+                for &ts in times {
+                    inner.add(device, ts);
                 }
             }
         }
@@ -220,12 +215,11 @@ mod tests {
         list.add([("a", 20)]);
         assert_eq!(list.len(), 1, "only entries listed after the move began count");
         assert_eq!(list.latest("a", i64::MAX, 10), vec![20, 10], "entries being moved are still found");
-        list.finish_move(Some(7));
+        list.finish_move(true);
         assert_eq!(list.latest("a", i64::MAX, 10), vec![20]);
         assert_eq!(list.latest_ts("b"), None);
-        assert_eq!(list.inner.lock().unwrap().moved_through, 7, "the mark advanced");
         list.start_move().unwrap();
-        list.finish_move(None);
+        list.finish_move(false);
         assert_eq!(list.latest("a", i64::MAX, 10), vec![20], "a failed move lists its entries again");
         assert_eq!(list.len(), 1);
     }
