@@ -63,7 +63,11 @@ pub(crate) unsafe fn lane_sums(p: &Packed, trees: &Trees, rows: &[f32], d: usize
     for g in 0..p.groups {
         let group = Group::new(p, g);
         for r0 in (0..padded).step_by(UNITS) {
-            let units = std::array::from_fn(|k| (&group, &keys[r0 + k]));
+            // A loop, not `array::from_fn`: that was a call per unit (4 % of the kernel).
+            let mut units = [(&group, &keys[r0]); UNITS];
+            for (k, u) in units.iter_mut().enumerate() {
+                u.1 = &keys[r0 + k];
+            }
             let (leaves, ties) =
                 if p.exact { walk::<false, UNITS>(p, units) } else { walk::<true, UNITS>(p, units) };
             for (k, (mut v, tie)) in leaves.into_iter().zip(ties).enumerate() {
@@ -168,10 +172,17 @@ fn walk<const TIES: bool, const U: usize>(
     let leaf_base = _mm512_sub_epi32(lane_base, _mm512_set1_epi32((1 << depth) - 1));
     let one = _mm512_set1_epi32(1);
     let high = _mm512_set1_epi32(!FEATURE_MASK as i32);
-    // SAFETY: RowKeys is 32 u32s, two 64-byte vectors.
-    let lo: [__m512i; U] = std::array::from_fn(|k| unsafe { _mm512_loadu_si512(units[k].1.as_ptr().cast()) });
-    let hi: [__m512i; U] =
-        std::array::from_fn(|k| unsafe { _mm512_loadu_si512(units[k].1.as_ptr().add(16).cast()) });
+    // Plain loops, not `array::from_fn`: a closure holding an intrinsic is not inlined into
+    // `from_fn`, which lacks the target feature, so each load became a call.
+    let mut lo = [_mm512_setzero_si512(); U];
+    let mut hi = [_mm512_setzero_si512(); U];
+    for k in 0..U {
+        // SAFETY: RowKeys is 32 u32s, two 64-byte vectors.
+        unsafe {
+            lo[k] = _mm512_loadu_si512(units[k].1.as_ptr().cast());
+            hi[k] = _mm512_loadu_si512(units[k].1.as_ptr().add(16).cast());
+        }
+    }
     let mut ties = [0u16; U];
     // One step at node words `n`: the lanes going right (and, with TIES, ties noted).
     let step = |k: usize, n: __m512i, ties: &mut [u16; U]| {
@@ -214,11 +225,13 @@ fn walk<const TIES: bool, const U: usize>(
             idx[k] = _mm512_mask_add_epi32(left, right, left, one);
         }
     }
-    // SAFETY: after `depth` steps a heap index lies in [2^depth − 1, 2^(depth+1) − 1): a
-    // leaf offset below 2^depth plus the lane's base.
-    let leaves = std::array::from_fn(|k| unsafe {
-        _mm512_i32gather_ps::<4>(_mm512_add_epi32(idx[k], leaf_base), units[k].0.leaves)
-    });
+    let mut leaves = [_mm512_setzero_ps(); U];
+    for k in 0..U {
+        // SAFETY: after `depth` steps a heap index lies in [2^depth − 1, 2^(depth+1) − 1): a
+        // leaf offset below 2^depth plus the lane's base.
+        leaves[k] =
+            unsafe { _mm512_i32gather_ps::<4>(_mm512_add_epi32(idx[k], leaf_base), units[k].0.leaves) };
+    }
     (leaves, ties)
 }
 
