@@ -315,6 +315,8 @@ fn walk<const TIES: bool, const U: usize>(
     };
     let mut idx = [_mm512_setzero_si512(); U];
     for k in 0..U {
+        // The blend tree of `group_pipelined`'s top levels, written out again: one helper for
+        // both made the pipelined kernel 5 % slower (0.379 → 0.401 µs per row on Zen 5).
         let t = &units[k].0.top;
         let g0 = step(k, t[0], &mut ties);
         let g1 = step(k, _mm512_mask_blend_epi32(g0, t[1], t[2]), &mut ties);
