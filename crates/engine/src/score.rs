@@ -51,7 +51,7 @@ fn vector_kernel(trees: &Trees, d: usize) -> Option<&Packed> {
 /// Rows walked together through a tree (scalar kernel) or a group of trees (vector kernel).
 /// The vector kernel's pipeline starts and drains once per group and block, so longer blocks
 /// pay that less often: on Zen 5, 256 rows scored 3–4 % faster than 128 and 4 % faster than
-/// 64. The block's keys and lane sums (about 64 KiB at 256) live on the stack.
+/// 64. The block's keys and lane sums (about 48 KiB at 256) live on the stack.
 pub(crate) const BLOCK: usize = 256;
 /// Below this many rows a block is walked row by row.
 const FEW_ROWS: usize = 4;
@@ -81,12 +81,8 @@ pub(crate) fn path_sums_block(trees: &Trees, rows: &[f32], d: usize, out: &mut [
 fn path_sums_block_complete(trees: &Trees, rows: &[f32], d: usize, out: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     if let Some(p) = vector_kernel(trees, d) {
-        let mut sums = [[0f32; GROUP]; BLOCK];
         // SAFETY: `vector_kernel` checked AVX-512F and the width; `p` is `trees` packed.
-        unsafe { avx512::lane_sums(p, trees, rows, d, &mut sums[..out.len()]) };
-        for (o, s) in out.iter_mut().zip(&sums) {
-            *o = reduce(s);
-        }
+        unsafe { avx512::path_sums(p, trees, rows, d, out) };
         return;
     }
     path_sums_block_scalar(trees, rows, d, out);
@@ -196,10 +192,10 @@ pub(crate) fn path_sum_row(trees: &Trees, row: &[f32]) -> f32 {
     }
     #[cfg(target_arch = "x86_64")]
     if let Some(p) = vector_kernel(trees, row.len()) {
-        let mut sums = [[0f32; GROUP]];
+        let mut sum = [0f32];
         // SAFETY: `vector_kernel` checked AVX-512F and the width; `p` is `trees` packed.
-        unsafe { avx512::lane_sums(p, trees, row, row.len(), &mut sums) };
-        return reduce(&sums[0]);
+        unsafe { avx512::path_sums(p, trees, row, row.len(), &mut sum) };
+        return sum[0];
     }
     path_sum_row_scalar(trees, row)
 }

@@ -16,7 +16,7 @@
 
 use std::arch::x86_64::*;
 
-use super::{BLOCK, LaneSums};
+use super::{BLOCK, LaneSums, reduce};
 use crate::packed::{FEATURE_MASK, GROUP, MAX_FEATURES, Packed, TOP_LEVELS, TOP_NODES, exact_leaf};
 use crate::tree::{Trees, f32_key};
 
@@ -43,19 +43,20 @@ fn row_keys(row: &[f32]) -> RowKeys {
     k
 }
 
-/// Lane sums of every row of `rows` (row-major, `d ≤ 32` columns, at most [`BLOCK`] rows, no
-/// NaN) over all trees, into `out`.
+/// Sum of path lengths over all trees of every row of `rows` (row-major, `d ≤ 32` columns, at
+/// most [`BLOCK`] rows, no NaN), into `out`: lane sums reduced by [`reduce`], the canonical
+/// order.
 ///
 /// # Safety
 /// The CPU must support AVX-512F ([`available`]), and `p` must be `trees` laid out by
 /// [`Packed::build`].
 #[target_feature(enable = "avx512f")]
-pub(crate) unsafe fn lane_sums(p: &Packed, trees: &Trees, rows: &[f32], d: usize, out: &mut [LaneSums]) {
+pub(crate) unsafe fn path_sums(p: &Packed, trees: &Trees, rows: &[f32], d: usize, out: &mut [f32]) {
     let nb = rows.len() / d;
     assert!(d <= MAX_FEATURES && nb <= BLOCK && out.len() == nb);
     if nb == 1 {
         // SAFETY: the caller's guarantees.
-        out[0] = unsafe { row_lane_sums(p, trees, rows) };
+        out[0] = reduce(&unsafe { row_lane_sums(p, trees, rows) });
         return;
     }
     // Rows past `nb` repeat row 0 to fill the last batch.
@@ -78,8 +79,10 @@ pub(crate) unsafe fn lane_sums(p: &Packed, trees: &Trees, rows: &[f32], d: usize
         }
     }
     for (o, a) in out.iter_mut().zip(&acc) {
-        // SAFETY: `o` is 16 f32s.
-        unsafe { _mm512_storeu_ps(o.as_mut_ptr(), *a) };
+        let mut lanes = [0f32; GROUP];
+        // SAFETY: `lanes` is 16 f32s.
+        unsafe { _mm512_storeu_ps(lanes.as_mut_ptr(), *a) };
+        *o = reduce(&lanes);
     }
 }
 
@@ -209,7 +212,7 @@ fn group_pipelined<const TIES: bool, const DEEP: usize>(
 /// batch so that no walk is wasted on padding.
 ///
 /// # Safety
-/// As for [`lane_sums`].
+/// As for [`path_sums`].
 #[target_feature(enable = "avx512f")]
 unsafe fn row_lane_sums(p: &Packed, trees: &Trees, row: &[f32]) -> LaneSums {
     let keys = row_keys(row);
