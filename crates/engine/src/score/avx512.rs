@@ -67,10 +67,10 @@ pub(crate) unsafe fn path_sums(p: &Packed, trees: &Trees, rows: &[f32], d: usize
         *k = row_keys(&rows[src * d..(src + 1) * d]);
     }
     let mut acc = [_mm512_setzero_ps(); BLOCK];
+    let k = &keys[..padded];
     for g in 0..p.groups {
         // Depth 8 (`max_samples` 129..=256, the default) gets its own copy with a fixed
         // number of gathered levels, so that the pipeline's loop unrolls into one block.
-        let k = &keys[..padded];
         match (p.exact, p.depth) {
             (true, 8) => group_pipelined::<false, 4>(p, trees, g, k, rows, d, &mut acc),
             (false, 8) => group_pipelined::<true, 4>(p, trees, g, k, rows, d, &mut acc),
@@ -244,8 +244,8 @@ fn row_batch<const U: usize>(
     acc: &mut __m512,
 ) -> usize {
     let groups: [Group; U] = std::array::from_fn(|k| Group::new(p, g0 + k));
-    let units = std::array::from_fn(|k| (&groups[k], keys));
-    let (leaves, ties) = if p.exact { walk::<false, U>(p, units) } else { walk::<true, U>(p, units) };
+    let (leaves, ties) =
+        if p.exact { walk::<false, U>(p, &groups, keys) } else { walk::<true, U>(p, &groups, keys) };
     for (k, (mut v, tie)) in leaves.into_iter().zip(ties).enumerate() {
         if tie != 0 {
             v = exact_lanes(trees, g0 + k, tie, row, v);
@@ -279,7 +279,7 @@ impl Group {
     }
 }
 
-/// Walks each unit (a group of trees and a row's keys) to its leaves: their path lengths
+/// Walks one row (its `keys`) through each of `groups` to their leaves: their path lengths
 /// and, with `TIES`, the lanes where a value's truncated key tied with a threshold's (those
 /// lanes must be walked again exactly). Without `TIES` the forest's thresholds are all
 /// snapped, and the truncated comparison is exact.
@@ -287,7 +287,8 @@ impl Group {
 #[target_feature(enable = "avx512f")]
 fn walk<const TIES: bool, const U: usize>(
     p: &Packed,
-    units: [(&Group, &RowKeys); U],
+    groups: &[Group; U],
+    keys: &RowKeys,
 ) -> ([__m512; U], [u16; U]) {
     let depth = p.depth;
     let lanes = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
@@ -295,21 +296,14 @@ fn walk<const TIES: bool, const U: usize>(
     let leaf_base = _mm512_sub_epi32(lane_base, _mm512_set1_epi32((1 << depth) - 1));
     let one = _mm512_set1_epi32(1);
     let high = _mm512_set1_epi32(!FEATURE_MASK as i32);
-    // Plain loops, not `array::from_fn`: a closure holding an intrinsic is not inlined into
-    // `from_fn`, which lacks the target feature, so each load became a call.
-    let mut lo = [_mm512_setzero_si512(); U];
-    let mut hi = [_mm512_setzero_si512(); U];
-    for k in 0..U {
-        // SAFETY: RowKeys is 32 u32s, two 64-byte vectors.
-        unsafe {
-            lo[k] = _mm512_loadu_si512(units[k].1.as_ptr().cast());
-            hi[k] = _mm512_loadu_si512(units[k].1.as_ptr().add(16).cast());
-        }
-    }
+    // SAFETY: RowKeys is 32 u32s, two 64-byte vectors.
+    let (lo, hi) = unsafe {
+        (_mm512_loadu_si512(keys.as_ptr().cast()), _mm512_loadu_si512(keys.as_ptr().add(16).cast()))
+    };
     let mut ties = [0u16; U];
     // One step at node words `n`: the lanes going right (and, with TIES, ties noted).
     let step = |k: usize, n: __m512i, ties: &mut [u16; U]| {
-        let x = _mm512_permutex2var_epi32(lo[k], n, hi[k]);
+        let x = _mm512_permutex2var_epi32(lo, n, hi);
         if TIES {
             ties[k] |= _mm512_cmpeq_epi32_mask(x, _mm512_and_si512(n, high));
         }
@@ -320,7 +314,7 @@ fn walk<const TIES: bool, const U: usize>(
     for k in 0..U {
         // The blend tree of `group_pipelined`'s top levels, written out again: one helper for
         // both made the pipelined kernel 5 % slower (0.379 → 0.401 µs per row on Zen 5).
-        let t = &units[k].0.top;
+        let t = &groups[k].top;
         let g0 = step(k, t[0], &mut ties);
         let g1 = step(k, _mm512_mask_blend_epi32(g0, t[1], t[2]), &mut ties);
         let a = _mm512_mask_blend_epi32(g1, t[3], t[4]);
@@ -344,7 +338,7 @@ fn walk<const TIES: bool, const U: usize>(
         for k in 0..U {
             // SAFETY: a lane's base plus a heap index < 2^depth stays inside its group.
             let n =
-                unsafe { _mm512_i32gather_epi32::<4>(_mm512_add_epi32(idx[k], lane_base), units[k].0.nodes) };
+                unsafe { _mm512_i32gather_epi32::<4>(_mm512_add_epi32(idx[k], lane_base), groups[k].nodes) };
             let right = step(k, n, &mut ties);
             let left = _mm512_add_epi32(_mm512_add_epi32(idx[k], idx[k]), one);
             idx[k] = _mm512_mask_add_epi32(left, right, left, one);
@@ -355,7 +349,7 @@ fn walk<const TIES: bool, const U: usize>(
         // SAFETY: after `depth` steps a heap index lies in [2^depth − 1, 2^(depth+1) − 1): a
         // leaf offset below 2^depth plus the lane's base.
         leaves[k] =
-            unsafe { _mm512_i32gather_ps::<4>(_mm512_add_epi32(idx[k], leaf_base), units[k].0.leaves) };
+            unsafe { _mm512_i32gather_ps::<4>(_mm512_add_epi32(idx[k], leaf_base), groups[k].leaves) };
     }
     (leaves, ties)
 }
