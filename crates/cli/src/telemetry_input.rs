@@ -22,7 +22,7 @@ pub fn read_samples(path: &str, format: Option<InputFormat>) -> anyhow::Result<V
     match format {
         InputFormat::Csv if path != "-" && !path.ends_with(".gz") => {
             // A plain file is read in one go at its known size.
-            let bytes = std::fs::read(path).map_err(|e| InputError(format!("{file}: cannot open: {e}")))?;
+            let bytes = read_whole(path).map_err(|e| InputError(format!("{file}: cannot read: {e}")))?;
             Ok(read_csv_bytes(&bytes, &file).map_err(InputError::from)?)
         }
         InputFormat::Csv => {
@@ -40,4 +40,27 @@ pub fn read_samples(path: &str, format: Option<InputFormat>) -> anyhow::Result<V
         }
         InputFormat::Parquet => crate::parquet_input::read_samples(std::path::Path::new(path), &file),
     }
+}
+
+/// The whole file, read in one piece per thread: a gigabyte-sized telemetry file took 0.6 s
+/// on one thread, copying from the page cache into freshly faulted pages.
+#[cfg(unix)]
+fn read_whole(path: &str) -> std::io::Result<Vec<u8>> {
+    use rayon::prelude::*;
+    use std::os::unix::fs::FileExt;
+    let file = std::fs::File::open(path)?;
+    let len = usize::try_from(file.metadata()?.len()).map_err(std::io::Error::other)?;
+    // Zeroed by the allocator's fresh pages, so each thread faults in the pages it fills.
+    let mut bytes = vec![0u8; len];
+    let piece = len.div_ceil(rayon::current_num_threads()).max(1 << 22);
+    bytes
+        .par_chunks_mut(piece)
+        .enumerate()
+        .try_for_each(|(i, chunk)| file.read_exact_at(chunk, (i * piece) as u64))?;
+    Ok(bytes)
+}
+
+#[cfg(not(unix))]
+fn read_whole(path: &str) -> std::io::Result<Vec<u8>> {
+    std::fs::read(path)
 }
