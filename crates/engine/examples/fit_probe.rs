@@ -1,0 +1,56 @@
+//! Training probe for profiling (`perf record`, callgrind): fits the benchmark's forest (300
+//! trees, `max_samples` 256, 25 Gaussian features) on `rows` rows, `repeats` times, and
+//! prints the median and best fit and a checksum of the model bytes (which must not change
+//! when training is only made faster).
+//!
+//! `cargo run --release -p anomalyd-engine --example fit_probe -- [rows] [repeats] [threads]`:
+//! defaults 10000, 200 and 1.
+use anomalyd_engine::{ForestParams, IsolationForest, Matrix};
+use rand::{Rng, SeedableRng};
+use rand_xoshiro::Xoshiro256PlusPlus;
+use std::time::Instant;
+
+fn data(n: usize, d: usize, seed: u64) -> Matrix {
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
+    let v: Vec<f32> = (0..n * d)
+        .map(|_| {
+            let u1: f64 = 1.0 - rng.random::<f64>();
+            let u2: f64 = rng.random::<f64>();
+            ((-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()) as f32
+        })
+        .collect();
+    Matrix::new(v, d, &[]).unwrap()
+}
+
+fn main() {
+    let a: Vec<String> = std::env::args().collect();
+    let rows: usize = a.get(1).map(|s| s.parse().unwrap()).unwrap_or(10_000);
+    let reps: usize = a.get(2).map(|s| s.parse().unwrap()).unwrap_or(200).max(1);
+    let threads: usize = a.get(3).map(|s| s.parse().unwrap()).unwrap_or(1);
+    let d = 25;
+    let names: Vec<String> = (0..d).map(|i| format!("f{i}")).collect();
+    let params = ForestParams { n_trees: 300, max_samples: Some(256), seed: 1, ..Default::default() };
+    let x = data(rows, d, 1);
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+    pool.install(|| {
+        let first = IsolationForest::fit(&x, names.clone(), &params).unwrap().to_bytes();
+        let mut times = Vec::with_capacity(reps);
+        for _ in 0..reps {
+            let t = Instant::now();
+            let model = IsolationForest::fit(&x, names.clone(), &params).unwrap();
+            times.push(t.elapsed().as_secs_f64());
+            assert!(model.to_bytes() == first, "a seed gives the same model on every fit");
+        }
+        times.sort_by(f64::total_cmp);
+        // FNV-1a over the model bytes: a cheap fingerprint to compare builds by.
+        let sum = first
+            .iter()
+            .fold(0xcbf2_9ce4_8422_2325u64, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+        println!(
+            "{rows} rows, {threads} thr: median {:.3} ms, best {:.3} ms, model {} bytes, checksum {sum:016x}",
+            times[reps / 2] * 1e3,
+            times[0] * 1e3,
+            first.len()
+        );
+    });
+}
