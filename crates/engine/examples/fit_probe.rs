@@ -5,22 +5,10 @@
 //!
 //! `cargo run --release -p anomalyd-engine --example fit_probe -- [rows] [repeats] [threads]`:
 //! defaults 10000, 200 and 1.
-use anomalyd_engine::{ForestParams, IsolationForest, Matrix};
-use rand::{Rng, SeedableRng};
-use rand_xoshiro::Xoshiro256PlusPlus;
-use std::time::Instant;
+mod common;
 
-fn data(n: usize, d: usize, seed: u64) -> Matrix {
-    let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
-    let v: Vec<f32> = (0..n * d)
-        .map(|_| {
-            let u1: f64 = 1.0 - rng.random::<f64>();
-            let u2: f64 = rng.random::<f64>();
-            ((-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()) as f32
-        })
-        .collect();
-    Matrix::new(v, d, &[]).unwrap()
-}
+use anomalyd_engine::{ForestParams, IsolationForest};
+use std::time::Instant;
 
 fn main() {
     let a: Vec<String> = std::env::args().collect();
@@ -30,7 +18,7 @@ fn main() {
     let d = 25;
     let names: Vec<String> = (0..d).map(|i| format!("f{i}")).collect();
     let params = ForestParams { n_trees: 300, max_samples: Some(256), seed: 1, ..Default::default() };
-    let x = data(rows, d, 1);
+    let x = common::gaussian(rows, d, 1);
     let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
     pool.install(|| {
         let first = IsolationForest::fit(&x, names.clone(), &params).unwrap().to_bytes();

@@ -6,22 +6,10 @@
 //! `cargo run --release -p anomalyd-engine --example score_probe -- [rows] [repeats]
 //! [threads] [nan_every]`: defaults 200000, 5, 1 and 0; with `nan_every = k` every k-th row
 //! misses one value, to time the missing-value walk.
-use anomalyd_engine::{ForestParams, IsolationForest, Matrix};
-use rand::{Rng, SeedableRng};
-use rand_xoshiro::Xoshiro256PlusPlus;
-use std::time::Instant;
+mod common;
 
-fn data(n: usize, d: usize, seed: u64) -> Matrix {
-    let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
-    let v: Vec<f32> = (0..n * d)
-        .map(|_| {
-            let u1: f64 = 1.0 - rng.random::<f64>();
-            let u2: f64 = rng.random::<f64>();
-            ((-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()) as f32
-        })
-        .collect();
-    Matrix::new(v, d, &[]).unwrap()
-}
+use anomalyd_engine::{ForestParams, IsolationForest, Matrix};
+use std::time::Instant;
 
 fn main() {
     let a: Vec<String> = std::env::args().collect();
@@ -31,9 +19,9 @@ fn main() {
     let d = 25;
     let names: Vec<String> = (0..d).map(|i| format!("f{i}")).collect();
     let params = ForestParams { n_trees: 300, max_samples: Some(256), seed: 1, ..Default::default() };
-    let model = IsolationForest::fit(&data(100_000, d, 1), names, &params).unwrap();
+    let model = IsolationForest::fit(&common::gaussian(100_000, d, 1), names, &params).unwrap();
     let nan_every: usize = a.get(4).map(|s| s.parse().unwrap()).unwrap_or(0);
-    let mut v = data(rows, d, 2).as_slice().to_vec();
+    let mut v = common::gaussian(rows, d, 2).as_slice().to_vec();
     if nan_every > 0 {
         for r in (0..rows).step_by(nan_every) {
             v[r * d + r % d] = f32::NAN;
