@@ -28,8 +28,10 @@ pub struct ListParams {
     #[param(value_type = Option<crate::openapi::Severity>)]
     severity: Option<String>,
     /// Sample time from (inclusive): RFC 3339 or Unix milliseconds.
+    #[param(value_type = Option<crate::openapi::TimeParam>)]
     from: Option<String>,
     /// Sample time up to (exclusive): RFC 3339 or Unix milliseconds.
+    #[param(value_type = Option<crate::openapi::TimeParam>)]
     to: Option<String>,
     /// Least anomaly score.
     min_score: Option<f64>,

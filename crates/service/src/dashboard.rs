@@ -143,8 +143,10 @@ pub struct TrendParams {
     #[param(value_type = Option<crate::openapi::BucketWidth>)]
     bucket: Option<String>,
     /// Range start: RFC 3339 or Unix milliseconds (default: 30 days before `to`).
+    #[param(value_type = Option<crate::openapi::TimeParam>)]
     from: Option<String>,
     /// Range end: RFC 3339 or Unix milliseconds (default: just after the latest anomaly, or now).
+    #[param(value_type = Option<crate::openapi::TimeParam>)]
     to: Option<String>,
 }
 

@@ -70,7 +70,7 @@ pub const DOCS_PATH: &str = "/docs";
         telemetry_metrics::render,
     ),
     components(
-        schemas(ApiError, AnomalySort),
+        schemas(ApiError, AnomalySort, TimeParam),
         responses(BadRequest, NotFound, PayloadTooLarge, Unavailable, Internal, RequestTimeout)
     ),
     modifiers(&EveryOperationMayTimeOut, &OptionalBodiesAreNotNull, &BearerKeys),
@@ -382,20 +382,42 @@ pub enum AnomalySort {
     Score,
 }
 
+/// The text forms of a time the API reads (`Timestamp::parse`): RFC 3339 with any offset,
+/// the same without an offset or with a space for `T` (taken as UTC), or Unix milliseconds
+/// as digits. Field ranges are spelled out so that generated values (schemathesis) are
+/// mostly real times; day 31 of a short month still matches and is refused.
+const TIME_PATTERN: &str = "^(-?[0-9]{1,18}|[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])\
+    (T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\\.[0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])?\
+    | ([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\\.[0-9]{1,9})?))$";
+
+/// [`TIME_PATTERN`] as a string schema.
+fn time_text() -> ObjectBuilder {
+    ObjectBuilder::new().schema_type(Type::String).pattern(Some(TIME_PATTERN)).description(Some(
+        "RFC 3339 (`2026-11-26T10:15:00Z`, any offset), `YYYY-MM-DD HH:MM:SS[.fff]` taken as UTC, \
+         or Unix milliseconds as digits",
+    ))
+}
+
+/// A time in a query string (`from`, `to`): see [`TIME_PATTERN`].
+pub struct TimeParam;
+
+impl PartialSchema for TimeParam {
+    fn schema() -> RefOr<Schema> {
+        time_text().examples(["2026-11-26T10:15:00Z"]).into()
+    }
+}
+
+impl ToSchema for TimeParam {}
+
 /// A time as the API reads it: RFC 3339 text (or `YYYY-MM-DD HH:MM:SS` taken as UTC) or
 /// integer Unix milliseconds. No `format: date-time`: more forms are accepted than that.
 fn time_input() -> OneOfBuilder {
-    OneOfBuilder::new()
-        .item(ObjectBuilder::new().schema_type(Type::String).description(Some(
-            "RFC 3339 (`2026-11-26T10:15:00Z`, any offset), `YYYY-MM-DD HH:MM:SS[.fff]` taken as UTC, \
-             or Unix milliseconds as digits",
-        )))
-        .item(
-            ObjectBuilder::new()
-                .schema_type(Type::Integer)
-                .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(utoipa::openapi::KnownFormat::Int64)))
-                .description(Some("Unix milliseconds")),
-        )
+    OneOfBuilder::new().item(time_text()).item(
+        ObjectBuilder::new()
+            .schema_type(Type::Integer)
+            .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(utoipa::openapi::KnownFormat::Int64)))
+            .description(Some("Unix milliseconds")),
+    )
 }
 
 /// [`time_input`], or `null` for "not given".

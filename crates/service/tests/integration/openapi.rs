@@ -453,3 +453,30 @@ async fn every_reference_in_the_document_resolves() {
         .collect();
     assert!(dangling.is_empty(), "dangling references (where, target): {dangling:?}");
 }
+
+/// The documented pattern of a time parameter admits exactly the forms the API reads: each
+/// text below is checked against the document and sent as `from`.
+#[tokio::test]
+async fn documented_time_pattern_agrees_with_the_parser() {
+    let s = server(0).await;
+    let doc = document(&s.base).await;
+    let schema = &doc["components"]["schemas"]["TimeParam"];
+    let validator = jsonschema::draft202012::new(schema).unwrap();
+    let accepted = [
+        "2026-11-26T10:15:00Z",
+        "2026-11-26T10:15:00.123456789+05:30",
+        "2026-11-26T10:15:00-08:00",
+        "2026-11-26T10:15:00.5",
+        "2026-11-26 10:15:00",
+        "1764152100000",
+        "-86400000",
+    ];
+    let refused = ["yesterday", "2026-13-01T00:00:00Z", "2026-11-26", "10:15:00", "2026-11-26T25:00:00Z", ""];
+    for (text, documented) in accepted.iter().map(|t| (t, true)).chain(refused.iter().map(|t| (t, false))) {
+        assert_eq!(validator.is_valid(&json!(text)), documented, "pattern on {text:?}");
+        let url =
+            format!("{}/api/v1/anomalies?from={}", s.base, text.replace('+', "%2B").replace(' ', "%20"));
+        let (status, _, body) = get(&url).await;
+        assert_eq!(status, if documented { 200 } else { 400 }, "API on {text:?}: {body}");
+    }
+}
