@@ -8,6 +8,8 @@
 use std::io::BufRead;
 use std::sync::Arc;
 
+use rayon::prelude::*;
+
 pub use anomalyd_engine::fleet::json::Interner;
 use anomalyd_engine::fleet::json::{sample_from_json, sample_from_json_text};
 use anomalyd_engine::fleet::{MetricLayout, Sample, Timestamp};
@@ -124,7 +126,6 @@ pub fn read_csv_bytes(bytes: &[u8], file: &str) -> Result<Vec<Sample>> {
         chunks.push(a);
         rest = b;
     }
-    use rayon::prelude::*;
     // Data-row number of each chunk's first line, for error messages. Counting the lines of
     // a 1 GB file byte by byte on one thread took 0.8 s; with memchr on every thread, this
     // whole split (quote check included) takes 0.2 s.
@@ -179,7 +180,6 @@ pub fn read_csv_bytes(bytes: &[u8], file: &str) -> Result<Vec<Sample>> {
 /// thread, moving 7 million samples and faulting in the new vector took over a second
 /// (collecting a flattening iterator, which grows the vector step by step, took two).
 fn concat(mut parts: Vec<Vec<Sample>>) -> Vec<Sample> {
-    use rayon::prelude::*;
     let total = parts.iter().map(Vec::len).sum();
     let mut out: Vec<Sample> = Vec::with_capacity(total);
     let mut spare = &mut out.spare_capacity_mut()[..total];
