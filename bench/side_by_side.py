@@ -178,6 +178,7 @@ def run_anomalyd(binary, paths, cfg):
         "--trees", str(cfg["trees"]), "--max-samples", str(cfg["max_samples"]),
         "--min-repeat", str(rs["min_repeat"]), "--max-repeat", str(rs["max_repeat"]),
         "--budget-ms", str(rs["budget_ms"]), "--row-calls", str(rs["row_calls"]),
+        "--random-stream", cfg.get("random_stream", "anomalyd"),
     ]
     log("$ " + " ".join(cmd))
     out = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True).stdout
@@ -543,6 +544,8 @@ def build_report(cfg, mode, machine, meta, a, s, i):
     w(f"* **Versions:** Python {platform.python_version()}, numpy {meta['versions']['numpy']}, "
       f"scikit-learn {meta['versions']['scikit-learn']}, isotree {meta['versions']['isotree']}, "
       f"joblib {meta['versions']['joblib']}, {meta['anomalyd']}, {meta['rustc']}")
+    if cfg.get("random_stream", "anomalyd") != "anomalyd":
+        w(f"* **anomalyd random stream:** {cfg['random_stream']} (the same trees as scikit-learn for a seed)")
     w(f"* **Data:** {FEATURES} Gaussian float32 features (C-contiguous), {OUTLIER_FRACTION:.0%} outliers "
       f"(5 random features shifted by ±3–6 σ); training matrix {cfg['train_rows']:,} rows (fit rows = its first N), "
       f"scoring matrix {cfg['score_rows']:,} rows (seed-separate); {cfg['trees']} trees, max_samples {cfg['max_samples']}; "
@@ -610,6 +613,8 @@ def main():
     ap.add_argument("--write", metavar="FILE", help="also write the markdown report to FILE (full run only)")
     ap.add_argument("--workdir", help="directory for the generated data and model files (default: a temp dir)")
     ap.add_argument("--json", metavar="FILE", help="also dump every measurement as JSON to FILE")
+    ap.add_argument("--random-stream", default="anomalyd", choices=["anomalyd", "scikit-learn"],
+                    help="anomalyd's random stream (scikit-learn: grow scikit-learn's own trees)")
     ap.add_argument("--render", metavar="FILE", help="measure nothing: print (and --write) the report of a --json dump")
     args = ap.parse_args()
     if args.render:
@@ -624,6 +629,7 @@ def main():
     if args.write and args.smoke:
         ap.error("--write is for the full run; a smoke run must not overwrite the committed results")
     cfg, mode = (SMOKE, "smoke") if args.smoke else (FULL, "full")
+    cfg = {**cfg, "random_stream": args.random_stream}
     t0 = time.perf_counter()
     machine = cpu_info()
     load = {"start": contention()}

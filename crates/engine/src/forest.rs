@@ -9,9 +9,12 @@ use crate::calibrate::{Calibration, Severity, quantile, quantile_unsorted};
 use crate::error::{EngineError, Result};
 use crate::explain::{Attribution, FeatureStats};
 use crate::matrix::{Matrix, check_row};
-use crate::params::{Contamination, ForestParams, ValidParams};
+use crate::params::{Contamination, ForestParams, RandomStream, ValidParams};
 use crate::score::{self, BLOCK};
-use crate::tree::{Trees, average_path_length, balanced_samples, build_tree, root_plans, sparse_sample};
+use crate::sklearn_stream;
+use crate::tree::{
+    TreeBuf, Trees, average_path_length, balanced_samples, build_tree, root_plans, sparse_sample,
+};
 
 /// Largest training set whose every row is scored to set a contamination threshold.
 const THRESHOLD_ROWS: usize = 100_000;
@@ -72,6 +75,9 @@ impl IsolationForest {
             return Err(EngineError::FeatureCount { expected: feature_names.len(), got: data.n_cols() });
         }
         let p = params.check(data.n_rows(), data.n_cols())?;
+        if p.random_stream == RandomStream::ScikitLearn {
+            return Self::fit_like_scikit_learn(data, feature_names, p);
+        }
         let (streams, mut rest) = tree_streams(p.seed, p.n_trees);
         // Small data: balanced samples drawn up front. Large data: each tree draws its own
         // rows in parallel (a row then lands in at most one or two trees anyway).
@@ -79,7 +85,6 @@ impl IsolationForest {
             .then(|| balanced_samples(&mut rest, data.n_rows(), p.max_samples, p.n_trees));
         let roots = root_plans(&mut rest, p.n_trees, p.features_per_tree);
         let c_table: Vec<f64> = (0..=p.max_samples).map(average_path_length).collect();
-        rest.jump();
         let built: Vec<_> = streams
             .into_par_iter()
             .zip(roots)
@@ -97,8 +102,44 @@ impl IsolationForest {
                 build_tree(data, rows, root, &p, &c_table, &mut rng)
             })
             .collect();
+        rest.jump();
+        Ok(Self::assemble(data, feature_names, p, &built, &mut rest))
+    }
+
+    /// [`IsolationForest::fit`] with [`RandomStream::ScikitLearn`]: scikit-learn's trees.
+    fn fit_like_scikit_learn(data: &Matrix, feature_names: Vec<String>, p: ValidParams) -> Result<Self> {
+        if data.has_nan() {
+            // scikit-learn's splitter also draws for missing values and weighs two candidate
+            // splits by its regression criterion; that part is not reproduced.
+            return Err(EngineError::InvalidParam {
+                name: "random_stream",
+                reason: "scikit-learn's random stream needs data without missing values".into(),
+            });
+        }
+        let (n, d) = (data.n_rows(), data.n_cols());
+        let c_table: Vec<f64> = (0..=p.max_samples).map(average_path_length).collect();
+        let built: Vec<_> = sklearn_stream::tree_seeds(p.seed as u32, p.n_trees)
+            .into_par_iter()
+            .map(|seed| {
+                let draws = sklearn_stream::tree_draws(seed, n, d, p.max_samples, p.features_per_tree);
+                sklearn_stream::build_tree(data, &draws, p.max_depth, &c_table)
+            })
+            .collect();
+        // Calibration is anomalyd's own: its sample comes from a stream of the seed.
+        let (_, mut rest) = tree_streams(p.seed, 0);
+        Ok(Self::assemble(data, feature_names, p, &built, &mut rest))
+    }
+
+    /// The forest of `built` trees, calibrated on `data` with draws from `rng`.
+    fn assemble(
+        data: &Matrix,
+        feature_names: Vec<String>,
+        p: ValidParams,
+        built: &[TreeBuf],
+        rng: &mut Xoshiro256PlusPlus,
+    ) -> Self {
         let mut trees = Trees::with_capacity(built.len(), built.iter().map(|t| t.nodes.len()).sum());
-        for t in &built {
+        for t in built {
             trees.push(t);
         }
         let mut forest = IsolationForest {
@@ -110,8 +151,8 @@ impl IsolationForest {
             threshold: 0.5,
         };
         forest.calibration.psi = forest.params.max_samples;
-        forest.calibrate(data, &mut rest);
-        Ok(forest)
+        forest.calibrate(data, rng);
+        forest
     }
 
     fn calibrate(&mut self, data: &Matrix, rng: &mut Xoshiro256PlusPlus) {

@@ -1,4 +1,4 @@
-//! The model file format, version 1.
+//! The model file format, version 2 (version 1 is still read).
 //!
 //! ```text
 //! header (24 bytes, little-endian)
@@ -11,7 +11,9 @@
 //!   writer           str   (u16 length + UTF-8) library that wrote the file
 //!   params           n_trees u32, max_samples u32, features_per_tree u32, max_features f64,
 //!                    contamination u8 (0 auto, 1 fraction) + f64, seed u64,
-//!                    calibration_rows u32, max_depth u8
+//!                    calibration_rows u32, max_depth u8,
+//!                    random_stream u8 (0 anomalyd, 1 scikit-learn; from version 2 on;
+//!                    a version-1 file is read as anomalyd, the only stream it could hold)
 //!   features         count u32, then each name as str
 //!   n_train u64, threshold f32
 //!   feature stats    per feature p05 f32, p50 f32, p95 f32
@@ -30,13 +32,13 @@ use crate::calibrate::Calibration;
 use crate::error::{EngineError, ModelFormatError};
 use crate::explain::FeatureStats;
 use crate::forest::IsolationForest;
-use crate::params::{Contamination, MAX_FEATURES_LIMIT, MAX_SAMPLES_LIMIT, ValidParams};
+use crate::params::{Contamination, MAX_FEATURES_LIMIT, MAX_SAMPLES_LIMIT, RandomStream, ValidParams};
 use crate::tree::{TreeBuf, Trees};
 
 /// First eight bytes of every anomalyd model file.
 pub const MAGIC: &[u8; 8] = b"ANOMALYD";
 /// Format version written by this build.
-pub const FORMAT_VERSION: u16 = 1;
+pub const FORMAT_VERSION: u16 = 2;
 /// Oldest format version this build reads.
 pub const MIN_FORMAT_VERSION: u16 = 1;
 /// `kind` of an Isolation Forest file.
@@ -66,6 +68,11 @@ pub fn wrap(kind: u16, payload: &[u8]) -> Vec<u8> {
 
 /// Checks the header and checksum; returns the kind and the payload.
 pub fn unwrap(bytes: &[u8]) -> FmtResult<(u16, &[u8])> {
+    unwrap_versioned(bytes).map(|(_, kind, payload)| (kind, payload))
+}
+
+/// [`unwrap`], also returning the file's format version.
+pub fn unwrap_versioned(bytes: &[u8]) -> FmtResult<(u16, u16, &[u8])> {
     if bytes.len() < MAGIC.len() || &bytes[..MAGIC.len()] != MAGIC {
         return Err(ModelFormatError::BadMagic);
     }
@@ -99,7 +106,7 @@ pub fn unwrap(bytes: &[u8]) -> FmtResult<(u16, &[u8])> {
     if found != stored {
         return Err(ModelFormatError::Checksum { stored, found });
     }
-    Ok((kind, payload))
+    Ok((version, kind, payload))
 }
 
 /// Bounds-checked little-endian reader over untrusted bytes.
@@ -242,6 +249,10 @@ impl IsolationForest {
         w.u64(p.seed);
         w.u32(p.calibration_rows as u32);
         w.u8(p.max_depth as u8);
+        w.u8(match p.random_stream {
+            RandomStream::Anomalyd => 0,
+            RandomStream::ScikitLearn => 1,
+        });
         w.u32(self.feature_names.len() as u32);
         for name in &self.feature_names {
             w.str(name);
@@ -267,14 +278,14 @@ impl IsolationForest {
     /// Loads a model written by any supported format version. Every field is validated;
     /// a truncated, corrupt or foreign file gives an error, never a panic.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, EngineError> {
-        let (kind, payload) = unwrap(bytes)?;
+        let (version, kind, payload) = unwrap_versioned(bytes)?;
         if kind != KIND_FOREST {
             return Err(ModelFormatError::Invalid(format!(
                 "file holds kind {kind}, not an isolation forest (kind {KIND_FOREST})"
             ))
             .into());
         }
-        Ok(decode_forest(&mut Reader::new(payload))?)
+        Ok(decode_forest(&mut Reader::new(payload), version)?)
     }
 }
 
@@ -353,7 +364,7 @@ fn decode_tree(r: &mut Reader, p: &ValidParams, n_features: usize) -> FmtResult<
     Ok(tree)
 }
 
-fn decode_forest(r: &mut Reader) -> FmtResult<IsolationForest> {
+fn decode_forest(r: &mut Reader, version: u16) -> FmtResult<IsolationForest> {
     let _writer = r.str()?;
     let n_trees = r.u32()? as usize;
     let max_samples = r.u32()? as usize;
@@ -367,6 +378,14 @@ fn decode_forest(r: &mut Reader) -> FmtResult<IsolationForest> {
     let seed = r.u64()?;
     let calibration_rows = r.u32()? as usize;
     let max_depth = r.u8()? as usize;
+    let random_stream = match version {
+        1 => RandomStream::Anomalyd,
+        _ => match r.u8()? {
+            0 => RandomStream::Anomalyd,
+            1 => RandomStream::ScikitLearn,
+            tag => return invalid(format!("unknown random stream {tag}")),
+        },
+    };
     if !(1..=100_000).contains(&n_trees) {
         return invalid(format!("n_trees {n_trees} out of range"));
     }
@@ -411,6 +430,7 @@ fn decode_forest(r: &mut Reader) -> FmtResult<IsolationForest> {
         seed,
         calibration_rows,
         max_depth,
+        random_stream,
     };
     if r.count("tree", 6)? != n_trees {
         return invalid("tree count does not match n_trees");

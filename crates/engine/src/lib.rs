@@ -29,6 +29,10 @@
 //!   the `1 − c` quantile of the training scores (of a uniform 100 000-row sample when the
 //!   training set is larger).
 //! * Explanations and calibration: see [`explain`] and [`calibrate`].
+//! * Random draws: by default anomalyd's own ([`RandomStream::Anomalyd`]: per-tree
+//!   Xoshiro256++ streams, evenly spread row samples, stratified root splits). With
+//!   [`RandomStream::ScikitLearn`] a seed grows exactly the trees scikit-learn's
+//!   `IsolationForest(random_state=seed)` grows on the same data ([`sklearn_stream`]).
 
 pub mod calibrate;
 pub mod enrichment;
@@ -42,6 +46,7 @@ pub mod metrics;
 mod packed;
 mod params;
 mod score;
+pub mod sklearn_stream;
 mod tree;
 
 pub use calibrate::{Calibration, Severity};
@@ -50,6 +55,7 @@ pub use explain::{Attribution, Direction, FeatureStats};
 pub use forest::{Assessment, IsolationForest};
 pub use matrix::Matrix;
 pub use params::{
-    Contamination, DEFAULT_CALIBRATION_ROWS, ForestParams, MAX_FEATURES_LIMIT, MAX_SAMPLES_LIMIT, ValidParams,
+    Contamination, DEFAULT_CALIBRATION_ROWS, ForestParams, MAX_FEATURES_LIMIT, MAX_SAMPLES_LIMIT,
+    RandomStream, ValidParams,
 };
 pub use tree::average_path_length;

@@ -35,6 +35,41 @@ impl std::str::FromStr for Contamination {
     }
 }
 
+/// How the forest's random choices are drawn from the seed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RandomStream {
+    /// anomalyd's own draws: independent Xoshiro256++ streams per tree, row samples spread
+    /// evenly over the rows and root splits stratified across the forest (see `tree.rs`).
+    /// Each tree is still an ordinary isolation tree; the forest varies less from seed to seed.
+    #[default]
+    Anomalyd,
+    /// scikit-learn's draws: the seed grows the same trees as
+    /// `sklearn.ensemble.IsolationForest(random_state=seed)` on the same `float32` data
+    /// (see [`crate::sklearn_stream`]). Needs a seed below 2^32 and data without missing
+    /// values; training is slower on mid-sized data (it shuffles all rows per tree, as numpy does).
+    ScikitLearn,
+}
+
+impl std::fmt::Display for RandomStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            RandomStream::Anomalyd => "anomalyd",
+            RandomStream::ScikitLearn => "scikit-learn",
+        })
+    }
+}
+
+impl std::str::FromStr for RandomStream {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "anomalyd" => Ok(RandomStream::Anomalyd),
+            "scikit-learn" | "sklearn" => Ok(RandomStream::ScikitLearn),
+            _ => Err(format!("expected `anomalyd` or `scikit-learn`, got `{s}`")),
+        }
+    }
+}
+
 /// Largest `max_samples` supported: node indices within a tree are 16-bit.
 pub const MAX_SAMPLES_LIMIT: usize = 32_768;
 /// Largest number of features supported: the batch kernel keeps `feature × 16` in 16 bits.
@@ -57,6 +92,8 @@ pub struct ForestParams {
     pub seed: u64,
     /// Training rows scored to build the grade calibration and feature quantiles.
     pub calibration_rows: usize,
+    /// How random choices follow from `seed`.
+    pub random_stream: RandomStream,
 }
 
 impl Default for ForestParams {
@@ -68,6 +105,7 @@ impl Default for ForestParams {
             contamination: Contamination::Auto,
             seed: 0,
             calibration_rows: DEFAULT_CALIBRATION_ROWS,
+            random_stream: RandomStream::Anomalyd,
         }
     }
 }
@@ -83,6 +121,7 @@ pub struct ValidParams {
     pub(crate) seed: u64,
     pub(crate) calibration_rows: usize,
     pub(crate) max_depth: usize,
+    pub(crate) random_stream: RandomStream,
 }
 
 impl ForestParams {
@@ -147,6 +186,15 @@ impl ForestParams {
                 reason: format!("must be `auto` or a fraction in (0, 0.5], got {c}"),
             });
         }
+        if self.random_stream == RandomStream::ScikitLearn && self.seed > u32::MAX as u64 {
+            return Err(EngineError::InvalidParam {
+                name: "seed",
+                reason: format!(
+                    "scikit-learn's random stream takes seeds below 2^32 (numpy's limit), got {}",
+                    self.seed
+                ),
+            });
+        }
         // scikit-learn: max(1, int(max_features * n_features)).
         let features_per_tree = ((self.max_features * n_cols as f64) as usize).clamp(1, n_cols);
         let max_depth = (max_samples.max(2) as f64).log2().ceil() as usize;
@@ -159,6 +207,7 @@ impl ForestParams {
             seed: self.seed,
             calibration_rows: self.calibration_rows.clamp(1, n_rows),
             max_depth,
+            random_stream: self.random_stream,
         })
     }
 }
@@ -196,6 +245,10 @@ impl ValidParams {
     pub fn calibration_rows(&self) -> usize {
         self.calibration_rows
     }
+    /// How random choices followed from the seed.
+    pub fn random_stream(&self) -> RandomStream {
+        self.random_stream
+    }
 }
 
 #[cfg(test)]
@@ -223,6 +276,17 @@ mod tests {
         assert_eq!("auto".parse::<Contamination>().unwrap(), Contamination::Auto);
         assert!(matches!(ForestParams::default().check(0, 2), Err(EngineError::EmptyData(_))));
         assert!(matches!(ForestParams::default().check(1, 2), Err(EngineError::EmptyData(_))));
+        let big =
+            ForestParams { seed: 1 << 32, random_stream: RandomStream::ScikitLearn, ..Default::default() };
+        assert!(matches!(big.check(10, 2), Err(EngineError::InvalidParam { name: "seed", .. })));
+        let top = ForestParams { seed: u32::MAX as u64, ..big };
+        assert!(top.check(10, 2).is_ok());
+        assert_eq!("sklearn".parse::<RandomStream>().unwrap(), RandomStream::ScikitLearn);
+        assert_eq!(
+            RandomStream::ScikitLearn.to_string().parse::<RandomStream>().unwrap(),
+            RandomStream::ScikitLearn
+        );
+        assert!("numpy".parse::<RandomStream>().is_err());
         let one = ForestParams { max_samples: Some(1), ..Default::default() };
         assert!(matches!(one.check(10, 2), Err(EngineError::InvalidParam { name: "max_samples", .. })));
     }

@@ -14,7 +14,7 @@ use std::hint::black_box;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use anomalyd_engine::{ForestParams, IsolationForest, Matrix, metrics};
+use anomalyd_engine::{ForestParams, IsolationForest, Matrix, RandomStream, metrics};
 use anyhow::{Context, bail, ensure};
 use serde_json::{Value, json};
 
@@ -56,6 +56,9 @@ pub struct BenchArgs {
     /// Seed of every fit.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Random stream of every fit: `anomalyd` or `scikit-learn` (see `train --help`).
+    #[arg(long, default_value = "anomalyd")]
+    random_stream: RandomStream,
     /// Minimum timed repetitions of each measurement (after one warm-up call).
     #[arg(long, default_value_t = 5)]
     min_repeat: usize,
@@ -199,6 +202,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         n_trees: args.trees,
         max_samples: Some(args.max_samples),
         seed: args.seed,
+        random_stream: args.random_stream,
         ..Default::default()
     };
     let policy = Policy {

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use anomalyd_engine::format::FORMAT_VERSION;
+use anomalyd_engine::format::unwrap_versioned;
 use serde_json::json;
 
 use anomalyd_engine::fleet::FleetBundle;
@@ -32,6 +32,8 @@ pub fn run(args: &InspectArgs) -> anyhow::Result<()> {
         return inspect_bundle(args, &bytes);
     }
     let model = load_model(&args.model)?;
+    // The file's own version (this build also reads older ones).
+    let version = unwrap_versioned(&bytes).map(|(v, _, _)| v)?;
     let size = std::fs::metadata(&args.model)?.len();
     let p = model.params();
     let features: Vec<_> = model
@@ -42,7 +44,7 @@ pub fn run(args: &InspectArgs) -> anyhow::Result<()> {
         .collect();
     let info = json!({
         "file": args.model.display().to_string(),
-        "format_version": FORMAT_VERSION,
+        "format_version": version,
         "size_bytes": size,
         "trees": model.n_trees(),
         "nodes": model.n_nodes(),
@@ -53,6 +55,7 @@ pub fn run(args: &InspectArgs) -> anyhow::Result<()> {
         "contamination": p.contamination().to_string(),
         "threshold": model.threshold(),
         "seed": p.seed(),
+        "random_stream": p.random_stream().to_string(),
         "training_rows": model.n_train(),
         "calibration_rows": model.calibration().len(),
         "confidence": model.calibration().confidence(),
@@ -63,7 +66,7 @@ pub fn run(args: &InspectArgs) -> anyhow::Result<()> {
         OutputFormat::Text => {
             let mut t = String::new();
             writeln!(t, "model        {}", args.model.display())?;
-            writeln!(t, "format       v{FORMAT_VERSION}, {size} bytes ({:.1} KiB)", size as f64 / 1024.0)?;
+            writeln!(t, "format       v{version}, {size} bytes ({:.1} KiB)", size as f64 / 1024.0)?;
             writeln!(
                 t,
                 "trees        {} ({} nodes, depth limit {})",
@@ -79,7 +82,7 @@ pub fn run(args: &InspectArgs) -> anyhow::Result<()> {
                 p.contamination(),
                 model.threshold()
             )?;
-            writeln!(t, "seed         {}", p.seed())?;
+            writeln!(t, "seed         {} ({} random stream)", p.seed(), p.random_stream())?;
             writeln!(
                 t,
                 "training     {} rows, {} calibration rows, confidence {:.2}",

@@ -17,7 +17,7 @@ pub mod train;
 
 use std::path::Path;
 
-use anomalyd_engine::{Contamination, ForestParams, IsolationForest};
+use anomalyd_engine::{Contamination, ForestParams, IsolationForest, RandomStream};
 
 use crate::input::{InputError, InputFormat, Selection};
 
@@ -39,6 +39,11 @@ pub struct ForestArgs {
     /// Training rows scored to calibrate grades and feature ranges.
     #[arg(long, default_value_t = anomalyd_engine::DEFAULT_CALIBRATION_ROWS)]
     pub calibration_rows: usize,
+    /// How random choices follow from the seed: `anomalyd`, or `scikit-learn` to grow the
+    /// same trees as scikit-learn's IsolationForest(random_state=SEED) (seeds below 2^32,
+    /// no missing values).
+    #[arg(long, default_value = "anomalyd")]
+    pub random_stream: RandomStream,
 }
 
 impl ForestArgs {
@@ -51,6 +56,7 @@ impl ForestArgs {
             contamination: self.contamination,
             seed,
             calibration_rows: self.calibration_rows,
+            random_stream: self.random_stream,
         }
     }
 }

@@ -11,7 +11,13 @@ fn train_inspect_score_explain() {
     assert_eq!(info["trees"], 50);
     assert_eq!(info["max_samples"], 256);
     assert_eq!(info["features"].as_array().unwrap().len(), 9);
-    assert_eq!(info["format_version"], 1);
+    assert_eq!(info["format_version"], 2);
+    assert_eq!(info["random_stream"], "anomalyd");
+    // A file of the first format version still loads and says which version it is.
+    let golden = testdata().join("golden/breastw_v1.adm");
+    let old: serde_json::Value =
+        serde_json::from_str(&ok(&["inspect", golden.to_str().unwrap(), "--format", "json"])).unwrap();
+    assert_eq!((old["format_version"].as_u64(), old["random_stream"].as_str()), (Some(1), Some("anomalyd")));
     let text = ok(&["inspect", &model]);
     assert!(text.contains("trees        50"), "{text}");
 
@@ -261,5 +267,40 @@ fn serving_without_keys_is_refused_off_loopback() {
         &["serve", "--insecure-no-auth", "--listen", "0.0.0.0:0", "--data-dir", dir.path().to_str().unwrap()],
         None,
         &["only allowed on loopback"],
+    );
+}
+
+/// `--random-stream scikit-learn` from the command line: the model remembers its stream and
+/// scores breastw as scikit-learn 1.9.1 does with the same seed (reference scores committed by
+/// `bench/sklearn_reference_scores.py`).
+#[test]
+fn scikit_learn_random_stream_scores_like_scikit_learn() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("sk.adm");
+    let input = testdata().join("odds/breastw.csv");
+    let (input, model) = (input.to_str().unwrap(), model.to_str().unwrap());
+    let train = ["train", "-i", input, "--label-column", "label", "--trees", "100", "--seed", "3"];
+    ok(&[&train[..], &["--random-stream", "scikit-learn", "--output", model]].concat());
+    let info: serde_json::Value = serde_json::from_str(&ok(&["inspect", model, "--format", "json"])).unwrap();
+    assert_eq!(info["random_stream"], "scikit-learn");
+
+    let reference: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(testdata().join("odds/sklearn_scores.json")).unwrap())
+            .unwrap();
+    let expected = reference["sets"]["breastw"]["3"].as_array().unwrap();
+    let out = ok(&["score", "-m", model, "-i", input]);
+    let scores: Vec<f64> =
+        out.lines().skip(1).map(|l| l.split(',').next().unwrap().parse().unwrap()).collect();
+    assert_eq!(scores.len(), expected.len());
+    for (row, (ours, sk)) in scores.iter().zip(expected).enumerate() {
+        let sk = sk.as_f64().unwrap();
+        assert!((ours - sk).abs() < 1e-5, "row {row}: anomalyd {ours}, scikit-learn {sk}");
+    }
+
+    // numpy's seeds stop at 2^32 - 1; the error says so instead of wrapping around.
+    input_error(
+        &[&train[..7], &["--seed", "4294967296", "--random-stream", "sklearn", "--output", model]].concat(),
+        None,
+        &["seed", "2^32"],
     );
 }

@@ -1,14 +1,18 @@
 //! A seed fixes the model and the scores, whatever the number of threads.
 
-use anomalyd_engine::{ForestParams, IsolationForest, Matrix};
+use anomalyd_engine::{ForestParams, IsolationForest, Matrix, RandomStream};
 
 use crate::data::odds;
 
 fn fit_and_score(threads: usize, seed: u64) -> (Vec<u8>, Vec<f32>) {
+    fit_and_score_with(threads, seed, RandomStream::Anomalyd)
+}
+
+fn fit_and_score_with(threads: usize, seed: u64, random_stream: RandomStream) -> (Vec<u8>, Vec<f32>) {
     let data = odds("cardio");
     let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
     pool.install(|| {
-        let params = ForestParams { n_trees: 300, seed, ..Default::default() };
+        let params = ForestParams { n_trees: 300, seed, random_stream, ..Default::default() };
         let model = IsolationForest::fit(&data.matrix, data.names.clone(), &params).unwrap();
         (model.to_bytes(), model.score_samples(&data.matrix).unwrap())
     })
@@ -22,6 +26,13 @@ fn same_seed_gives_identical_bytes_and_scores_on_one_and_two_threads() {
     assert_eq!(scores1, scores2);
     let (bytes_other, _) = fit_and_score(2, 43);
     assert_ne!(bytes1, bytes_other, "another seed gives another model");
+}
+
+#[test]
+fn scikit_learn_stream_is_also_the_same_on_one_and_two_threads() {
+    let one = fit_and_score_with(1, 42, RandomStream::ScikitLearn);
+    assert_eq!(one, fit_and_score_with(2, 42, RandomStream::ScikitLearn));
+    assert_ne!(one.0, fit_and_score(1, 42).0, "the two streams grow different forests");
 }
 
 #[test]

@@ -1,6 +1,6 @@
-//! The model file: round trip, golden file of format version 1, and refusal of bad files.
+//! The model file: round trip, golden files of format versions 1 and 2, and refusal of bad files.
 
-use anomalyd_engine::{EngineError, ForestParams, IsolationForest, ModelFormatError, metrics};
+use anomalyd_engine::{EngineError, ForestParams, IsolationForest, ModelFormatError, RandomStream, metrics};
 
 use crate::data::{odds, testdata};
 
@@ -41,7 +41,30 @@ fn golden_format_v1_file_still_loads() {
     // Independent check: it ranks breastw as well as scikit-learn does (0.9855 in baseline.json).
     let auc = metrics::roc_auc(&scores, &data.labels).unwrap();
     assert!(auc > 0.97, "golden model AUC {auc}");
-    // And the reader and writer still agree on the v1 layout byte for byte.
+    // Saved again it becomes a version-2 file holding the same model.
+    let again = model.to_bytes();
+    assert_eq!(anomalyd_engine::format::unwrap_versioned(&bytes).unwrap().0, 1);
+    assert_eq!(anomalyd_engine::format::unwrap_versioned(&again).unwrap().0, 2);
+    assert_eq!(IsolationForest::from_bytes(&again).unwrap(), model);
+}
+
+/// `tests/golden/breastw_v2_sklearn.adm` was written by format version 2 with scikit-learn's
+/// random stream (seed 0, 100 trees, on breastw). It must keep loading, remember its stream,
+/// and score breastw as scikit-learn 1.9.1 does (`testdata/odds/sklearn_scores.json`).
+#[test]
+fn golden_format_v2_file_still_loads() {
+    let bytes = std::fs::read(testdata().join("golden/breastw_v2_sklearn.adm")).unwrap();
+    let model = IsolationForest::from_bytes(&bytes).unwrap();
+    assert_eq!(model.params().random_stream(), RandomStream::ScikitLearn);
+    let data = odds("breastw");
+    let scores = model.score_samples(&data.matrix).unwrap();
+    let reference: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(testdata().join("odds/sklearn_scores.json")).unwrap())
+            .unwrap();
+    for (ours, sk) in scores.iter().zip(reference["sets"]["breastw"]["0"].as_array().unwrap()) {
+        assert!((*ours as f64 - sk.as_f64().unwrap()).abs() < 2e-6);
+    }
+    // The reader and writer agree on the v2 layout byte for byte.
     assert_eq!(model.to_bytes(), bytes);
 }
 
