@@ -3,11 +3,11 @@
 //! prints the median and best fit and a checksum of the model bytes (which must not change
 //! when training is only made faster).
 //!
-//! `cargo run --release -p anomalyd-engine --example fit_probe -- [rows] [repeats] [threads]`:
-//! defaults 10000, 200 and 1.
+//! `cargo run --release -p anomalyd-engine --example fit_probe -- [rows] [repeats] [threads]
+//! [stream]`: defaults 10000, 200, 1 and `anomalyd` (or `scikit-learn`).
 mod common;
 
-use anomalyd_engine::{ForestParams, IsolationForest};
+use anomalyd_engine::{ForestParams, IsolationForest, RandomStream};
 use std::time::Instant;
 
 fn main() {
@@ -17,7 +17,9 @@ fn main() {
     let threads: usize = a.get(3).map(|s| s.parse().unwrap()).unwrap_or(1);
     let d = 25;
     let names: Vec<String> = (0..d).map(|i| format!("f{i}")).collect();
-    let params = ForestParams { n_trees: 300, max_samples: Some(256), seed: 1, ..Default::default() };
+    let random_stream: RandomStream = a.get(4).map(|s| s.parse().unwrap()).unwrap_or_default();
+    let params =
+        ForestParams { n_trees: 300, max_samples: Some(256), seed: 1, random_stream, ..Default::default() };
     let x = common::gaussian(rows, d, 1);
     let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
     pool.install(|| {
