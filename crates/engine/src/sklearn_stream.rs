@@ -292,8 +292,7 @@ impl Builder<'_> {
         // Ancestors' constants go back in their order; newly found ones join them.
         self.features[..n_known].copy_from_slice(&self.constant[..n_known]);
         let (lo, hi) = (n_known, n_known + n_found);
-        let found: Vec<usize> = self.features[lo..hi].to_vec();
-        self.constant[lo..hi].copy_from_slice(&found);
+        self.constant[lo..hi].copy_from_slice(&self.features[lo..hi]);
         (best, n_total)
     }
 
