@@ -96,6 +96,7 @@ pub fn run(args: &EvaluateArgs) -> anyhow::Result<()> {
                 "anomalies": anomalies,
                 "trees": args.forest.trees,
                 "threads": rayon::current_num_threads(),
+                "random_stream": args.forest.random_stream.to_string(),
                 "seeds": per_seed,
                 "mean": {"roc_auc": auc, "roc_auc_std": sd_auc, "average_precision": ap, "fit_ms": fit, "score_ms": score},
             });
@@ -105,12 +106,13 @@ pub fn run(args: &EvaluateArgs) -> anyhow::Result<()> {
             let mut t = String::new();
             writeln!(
                 t,
-                "{}: {} rows × {} features, {anomalies} anomalies; {} trees, {} threads",
+                "{}: {} rows × {} features, {anomalies} anomalies; {} trees, {} threads, {} random stream",
                 path,
                 table.matrix.n_rows(),
                 table.matrix.n_cols(),
                 args.forest.trees,
-                rayon::current_num_threads()
+                rayon::current_num_threads(),
+                args.forest.random_stream
             )?;
             writeln!(
                 t,

@@ -297,6 +297,29 @@ fn scikit_learn_random_stream_scores_like_scikit_learn() {
         assert!((ours - sk).abs() < 1e-5, "row {row}: anomalyd {ours}, scikit-learn {sk}");
     }
 
+    // `evaluate` over seeds 0..4 reproduces scikit-learn's mean ROC-AUC in baseline.json.
+    let eval: serde_json::Value = serde_json::from_str(&ok(&[
+        "evaluate",
+        "-i",
+        input,
+        "--label-column",
+        "label",
+        "--seeds",
+        "0..4",
+        "--random-stream",
+        "scikit-learn",
+        "--format",
+        "json",
+    ]))
+    .unwrap();
+    let baseline: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(testdata().join("odds/baseline.json")).unwrap())
+            .unwrap();
+    let sk = baseline["datasets"]["breastw"]["sk100"]["roc_auc_mean"].as_f64().unwrap();
+    let ours = eval["mean"]["roc_auc"].as_f64().unwrap();
+    assert_eq!(eval["random_stream"], "scikit-learn");
+    assert!((ours - sk).abs() < 1e-4, "evaluate {ours} against scikit-learn's {sk}");
+
     // numpy's seeds stop at 2^32 - 1; the error says so instead of wrapping around.
     input_error(
         &[&train[..7], &["--seed", "4294967296", "--random-stream", "sklearn", "--output", model]].concat(),
