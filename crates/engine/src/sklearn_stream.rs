@@ -71,10 +71,7 @@ impl RandomState {
     /// `randint(high)`: uniform in `[0, high)` (legacy bounded integers; no draw when
     /// `high == 1`).
     pub fn below(&mut self, high: u64) -> u64 {
-        debug_assert!((1..=1 << 32).contains(&high));
-        if high == 1 << 32 {
-            return self.0.next_u32() as u64;
-        }
+        debug_assert!(high >= 1);
         self.interval(high - 1)
     }
 

@@ -15,7 +15,7 @@
 
 use anomalyd_engine::{ForestParams, IsolationForest, RandomStream, metrics};
 
-use crate::data::{baseline, odds, testdata};
+use crate::data::{baseline, odds, sklearn_scores, testdata};
 
 fn mean_auc(name: &str, seeds: std::ops::Range<u64>) -> f64 {
     mean_auc_with(name, seeds, RandomStream::Anomalyd)
@@ -123,8 +123,7 @@ fn worst_difference(name: &str, seed: u64, max_features: f64, expected: &serde_j
 /// rows by ~1e-3.
 #[test]
 fn scikit_learn_stream_reproduces_scikit_learn_scores() {
-    let text = std::fs::read_to_string(testdata().join("odds/sklearn_scores.json")).unwrap();
-    let reference: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let reference = sklearn_scores();
     let sets = reference["sets"].as_object().unwrap();
     assert!(sets.len() >= 6);
     for (name, seeds) in sets {

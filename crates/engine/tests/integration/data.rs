@@ -51,3 +51,10 @@ pub fn baseline() -> Vec<(String, f64)> {
     let sets = json["datasets"].as_object().unwrap();
     sets.iter().map(|(k, v)| (k.clone(), v["sk100"]["roc_auc_mean"].as_f64().unwrap())).collect()
 }
+
+/// scikit-learn's per-row reference scores, `testdata/odds/sklearn_scores.json` (made by
+/// `bench/sklearn_reference_scores.py`).
+pub fn sklearn_scores() -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(testdata().join("odds/sklearn_scores.json")).unwrap())
+        .unwrap()
+}

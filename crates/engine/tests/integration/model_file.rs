@@ -2,7 +2,7 @@
 
 use anomalyd_engine::{EngineError, ForestParams, IsolationForest, ModelFormatError, RandomStream, metrics};
 
-use crate::data::{odds, testdata};
+use crate::data::{odds, sklearn_scores, testdata};
 
 fn small_model() -> IsolationForest {
     let data = odds("glass");
@@ -58,9 +58,7 @@ fn golden_format_v2_file_still_loads() {
     assert_eq!(model.params().random_stream(), RandomStream::ScikitLearn);
     let data = odds("breastw");
     let scores = model.score_samples(&data.matrix).unwrap();
-    let reference: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(testdata().join("odds/sklearn_scores.json")).unwrap())
-            .unwrap();
+    let reference = sklearn_scores();
     for (ours, sk) in scores.iter().zip(reference["sets"]["breastw"]["0"].as_array().unwrap()) {
         assert!((*ours as f64 - sk.as_f64().unwrap()).abs() < 2e-6);
     }
